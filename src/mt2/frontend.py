@@ -1,0 +1,134 @@
+"""CQT frontend: audio at 16 kHz -> compressed, normalised constant-Q magnitudes.
+
+Bin ``b`` of the 99-bin CQT is centred on MIDI pitch ``21 + b`` (A0 = 27.5 Hz), 12 bins
+per octave, hop 512 samples (31.25 frames per second). The model sees an 84-bin window
+(7 octaves) cut from the 99 bins at an offset ``o`` in ``[0, 15]``: cutting at ``o + k``
+shows the same audio as if it had been transposed down by ``k`` semitones
+(see :func:`crop`), which is how training transposes for free (DESIGN.md section 2).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16_000
+HOP_LENGTH = 512
+FRAME_RATE = SAMPLE_RATE / HOP_LENGTH  # 31.25 frames per second
+FMIN = 27.5
+BINS_PER_OCTAVE = 12
+N_BINS = 99
+MIDI_OF_BIN0 = 21
+WINDOW_BINS = 84
+MAX_OFFSET = N_BINS - WINDOW_BINS  # 15
+COMPRESSIONS = ("linear", "sqrt", "log")
+
+
+class CQTFrontend(nn.Module):
+    """Audio ``(B, N)`` or ``(N,)`` at 16 kHz -> CQT magnitudes ``(B, n_bins, T)``.
+
+    ``T = 1 + N // hop_length`` (centred frames). Compression ``c`` maps a magnitude
+    ``m`` to ``m`` (linear), ``sqrt(m)`` or ``log1p(100 m)`` (log). With ``normalize``
+    each example is divided by its mean compressed value over bins and frames, so the
+    input gain does not matter; silence stays exactly zero.
+
+    Log compression blurs pitch classes at 12 bins per octave (DESIGN.md section 3):
+    the default is ``sqrt``, the recipe study's measured choice.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        hop_length: int = HOP_LENGTH,
+        fmin: float = FMIN,
+        bins_per_octave: int = BINS_PER_OCTAVE,
+        n_bins: int = N_BINS,
+        compression: str = "sqrt",
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression={compression!r} is not one of {COMPRESSIONS}")
+        top = fmin * 2 ** ((n_bins - 1) / bins_per_octave)
+        if top >= sample_rate / 2:
+            raise ValueError(
+                f"the top CQT bin ({top:.0f} Hz) must lie below Nyquist ({sample_rate / 2:.0f} Hz): "
+                "lower n_bins or fmin"
+            )
+        from nnAudio.features import CQT2010v2  # deferred: nnAudio import is slow
+
+        self.sample_rate = sample_rate
+        self.hop_length = hop_length
+        self.n_bins = n_bins
+        self.bins_per_octave = bins_per_octave
+        self.compression = compression
+        self.normalize = normalize
+        self.cqt = CQT2010v2(
+            sr=sample_rate,
+            hop_length=hop_length,
+            fmin=fmin,
+            n_bins=n_bins,
+            bins_per_octave=bins_per_octave,
+            output_format="Magnitude",
+            verbose=False,
+        )
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """Compressed and normalised CQT of all ``n_bins`` bins."""
+        return compress(self.magnitude(audio), self.compression, self.normalize)
+
+    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
+        """Raw CQT magnitudes ``(B, n_bins, T)``: what caches store and :func:`model_window` cuts."""
+        if audio.dim() == 1:
+            audio = audio.unsqueeze(0)
+        if audio.dim() != 2:
+            raise ValueError(f"audio must have shape (N,) or (B, N), got {tuple(audio.shape)}")
+        if not torch.isfinite(audio).all():
+            raise ValueError("audio contains NaN or infinite samples: clean or drop the input")
+        return self.cqt(audio.float())
+
+    def num_frames(self, num_samples: int) -> int:
+        """Number of CQT frames for ``num_samples`` samples."""
+        return 1 + num_samples // self.hop_length
+
+
+def compress(magnitude: torch.Tensor, compression: str = "sqrt", normalize: bool = True) -> torch.Tensor:
+    """Apply the frontend's magnitude compression and per-example normalisation to ``(B, F, T)``."""
+    if compression == "sqrt":
+        out = magnitude.clamp_min(0).sqrt()
+    elif compression == "log":
+        out = torch.log1p(100 * magnitude.clamp_min(0))
+    elif compression == "linear":
+        out = magnitude
+    else:
+        raise ValueError(f"compression={compression!r} is not one of {COMPRESSIONS}")
+    if normalize:
+        scale = out.mean(dim=(-2, -1), keepdim=True)
+        out = out / scale.clamp_min(1e-8) * (scale > 0)
+    return out
+
+
+def crop(cqt: torch.Tensor, offset: int | torch.Tensor, width: int = WINDOW_BINS) -> torch.Tensor:
+    """Cut ``width`` bins starting at ``offset`` from ``(B, F, T)`` (one offset or one per example).
+
+    Cutting at ``offset + k`` instead of ``offset`` shows the content ``k`` semitones lower:
+    what sat at window bin ``j + k`` now sits at window bin ``j``.
+    """
+    n_bins = cqt.shape[-2]
+    if isinstance(offset, int):
+        if not 0 <= offset <= n_bins - width:
+            raise ValueError(f"offset={offset} must lie in [0, {n_bins - width}] for {n_bins} bins and width {width}")
+        return cqt[..., offset : offset + width, :]
+    offset = torch.as_tensor(offset, device=cqt.device).long()
+    if offset.shape != cqt.shape[:1]:
+        raise ValueError(f"need one offset per example: offsets {tuple(offset.shape)} for batch {cqt.shape[0]}")
+    if (offset < 0).any() or (offset > n_bins - width).any():
+        raise ValueError(f"offsets must lie in [0, {n_bins - width}], got {offset.tolist()}")
+    index = offset[:, None] + torch.arange(width, device=cqt.device)[None, :]
+    index = index[:, :, None].expand(-1, -1, cqt.shape[-1])
+    return torch.gather(cqt, 1, index)
+
+
+def model_window(magnitude: torch.Tensor, offset: int | torch.Tensor, compression: str = "sqrt") -> torch.Tensor:
+    """What the model sees: the 84-bin window of raw magnitudes at ``offset``, compressed and
+    normalised per window. Training and inference both go through this function."""
+    return compress(crop(magnitude, offset, WINDOW_BINS), compression, normalize=True)

@@ -1,0 +1,114 @@
+"""Model configuration, named presets and the three variants (DESIGN.md section 2)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from mt2.frontend import WINDOW_BINS
+
+LAYOUTS = ("plain", "pitch-class")
+EMBEDDINGS = ("linear", "freq")
+REGISTERS = ("none", "linear")
+ROLES = ("equivariant", "contrastive")
+
+#: Class-token roles of each variant; everything else is identical between variants.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "mt2": ("equivariant", "contrastive"),
+    "contrastive": ("contrastive",),
+    "equivariant": ("equivariant",),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved as JSON beside the weights.
+
+    Layouts (DESIGN.md section 3):
+
+    * ``plain``: the paper's ViT-1D; a token is a ``width``-vector, every map is dense.
+    * ``pitch-class``: a token is ``12 x pc_channels`` values (the equivariant stream, every
+      map commutes with a roll of the 12 pitch-class axis) followed by ``invariant_width``
+      values (the invariant stream). The equivariant stream feeds the invariant one with
+      roll-invariant summaries; nothing flows back, so token 0 stays exactly equivariant.
+    """
+
+    layout: str = "pitch-class"
+    roles: tuple[str, ...] = VARIANTS["mt2"]
+    input_bins: int = WINDOW_BINS
+    frames_per_token: int = 1
+    max_tokens: int = 126  # learned positions (4 s at 31.25 frames/s); interpolated otherwise
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    # plain layout
+    width: int = 128
+    embedding: str = "linear"
+    freq_channels: int = 16
+    freq_kernel: int = 7
+    # pitch-class layout
+    pc_channels: int = 16
+    invariant_width: int = 64
+    register: str = "linear"
+    # class tokens: add the mean of the frame tokens to each (ViT-1D); off by default
+    class_token_mean: bool = False
+    # heads
+    projection_dim: int = 128
+    projection_hidden: int = 256
+
+    def __post_init__(self) -> None:
+        self.roles = tuple(self.roles)
+        checks = [
+            (self.layout in LAYOUTS, f"layout={self.layout!r} is not one of {LAYOUTS}"),
+            (self.embedding in EMBEDDINGS, f"embedding={self.embedding!r} is not one of {EMBEDDINGS}"),
+            (self.register in REGISTERS, f"register={self.register!r} is not one of {REGISTERS}"),
+            (len(self.roles) >= 1 and all(r in ROLES for r in self.roles), f"roles={self.roles} must be taken from {ROLES}"),
+            (self.frames_per_token in (1, 2, 4), f"frames_per_token={self.frames_per_token} must be 1, 2 or 4"),
+            (self.input_bins % 12 == 0, f"input_bins={self.input_bins} must be a multiple of 12"),
+            (self.depth >= 1, f"depth={self.depth} must be >= 1"),
+        ]
+        if self.layout == "plain":
+            checks.append((self.width % self.heads == 0, f"width={self.width} must be divisible by heads={self.heads}"))
+        else:
+            checks.append((self.pc_channels % self.heads == 0, f"pc_channels={self.pc_channels} must be divisible by heads={self.heads}"))
+            checks.append((self.invariant_width % self.heads == 0, f"invariant_width={self.invariant_width} must be divisible by heads={self.heads}"))
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def num_class_tokens(self) -> int:
+        return len(self.roles)
+
+    @property
+    def token_dim(self) -> int:
+        """Length of one token vector (class or frame)."""
+        return self.width if self.layout == "plain" else 12 * self.pc_channels + self.invariant_width
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+#: Named sizes. ``mt2-tiny`` matches the paper's scale (ViT-Tiny backbone, about MERT-95M / 18
+#: parameters); ``mt2-mini`` trains on a laptop CPU and serves the tests.
+PRESETS: dict[str, dict] = {
+    "mt2-tiny": dict(depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48, invariant_width=96),
+    "mt2-mini": dict(depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=24, invariant_width=64),
+}
+
+
+def make_config(preset: str = "mt2-mini", variant: str = "mt2", **overrides) -> ModelConfig:
+    """The configuration of ``preset`` for ``variant``, with keyword overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    values = {**PRESETS[preset], "roles": VARIANTS[variant], **overrides}
+    return ModelConfig(**values)

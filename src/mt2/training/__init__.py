@@ -1,0 +1,1 @@
+"""Training: views of the batch, the objective, the Lightning trainer."""

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from mt2.frontend import MIDI_OF_BIN0, SAMPLE_RATE, CQTFrontend, crop
+
+
+def tone(midi: float, seconds: float = 2.0, harmonics: int = 1) -> torch.Tensor:
+    t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    return sum(torch.sin(2 * np.pi * h * f0 * t) / h for h in range(1, harmonics + 1)).float()
+
+
+@pytest.fixture(scope="module")
+def frontend():
+    return CQTFrontend()
+
+
+@pytest.mark.parametrize("midi", [33, 45, 57, 60, 69, 81, 96])
+def test_sine_peaks_at_its_bin(frontend, midi):
+    cqt = frontend(tone(midi))[0]
+    assert int(cqt[:, 5:-5].mean(dim=1).argmax()) == midi - MIDI_OF_BIN0
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_crop_shift_equals_transposition_down(frontend, k):
+    """Cropping at o + k shows the tone k semitones lower: same as rendering it k lower at o."""
+    offset = 4
+    high = crop(frontend(tone(62, harmonics=4)), offset + k)
+    low = crop(frontend(tone(62 - k, harmonics=4)), offset)
+    profile_high, profile_low = high.mean(dim=2)[0], low.mean(dim=2)[0]
+    assert int(profile_high.argmax()) == int(profile_low.argmax())
+    cos = torch.nn.functional.cosine_similarity(profile_high, profile_low, dim=0)
+    assert cos > 0.98
+
+
+def test_batch_and_single_agree(frontend):
+    batch = torch.stack([tone(60), tone(67)])
+    together = frontend(batch)
+    alone = torch.cat([frontend(batch[0]), frontend(batch[1])])
+    torch.testing.assert_close(together, alone, rtol=1e-3, atol=1e-2)  # values have mean 1
+
+
+def test_silence_is_zero_and_finite(frontend):
+    out = frontend(torch.zeros(SAMPLE_RATE))
+    assert torch.isfinite(out).all() and (out == 0).all()
+
+
+def test_gain_is_normalised_away(frontend):
+    x = tone(64, harmonics=3)
+    torch.testing.assert_close(frontend(x), frontend(0.1 * x), rtol=1e-3, atol=1e-2)  # values have mean 1
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="compression"):
+        CQTFrontend(compression="cube")
+    frontend = CQTFrontend()
+    with pytest.raises(ValueError, match="NaN"):
+        frontend(torch.full((1000,), float("nan")))
+    with pytest.raises(ValueError, match="shape"):
+        frontend(torch.zeros(1, 1, 100))
+    with pytest.raises(ValueError, match="offset"):
+        crop(torch.zeros(1, 99, 10), 16)
+
+
+def test_per_example_crop_matches_single_crop():
+    cqt = torch.randn(3, 99, 7)
+    offsets = torch.tensor([0, 5, 15])
+    out = crop(cqt, offsets)
+    for i, o in enumerate(offsets.tolist()):
+        torch.testing.assert_close(out[i], crop(cqt[i : i + 1], o)[0])
