@@ -1,0 +1,106 @@
+"""Calibration of the equivariant token: which output bin is which key signature.
+
+Self-supervised training fixes the 12 outputs only up to a rotation ``r`` (which bin is
+C major / A minor) and, in principle, a direction ``d`` (DESIGN.md section 3). After
+training both are read from reference audio made here, with no labelled recording:
+synthetic harmonic tones (as PESTO calibrates), a major scale and a I-IV-V-I cadence in
+each of the 12 keys, in several timbres. Signature ``s`` is expected at bin
+``q = (d s + r) mod 12``, so ``s = d (q - r) mod 12``. Each timbre votes for a direction;
+a split vote raises :class:`CalibrationError` instead of guessing.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from mt2.frontend import SAMPLE_RATE
+
+#: Relative harmonic amplitudes of the reference timbres (``h`` = 1, 2, ...).
+TIMBRES: dict[str, callable] = {
+    "soft": lambda h: 1.0 / h**2,
+    "sawtooth": lambda h: 1.0 / h,
+    "clarinet": lambda h: (1.0 / h) * (h % 2 == 1),
+    "bright": lambda h: 1.0 / np.sqrt(h),
+}
+_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11, 12)
+_CADENCE = ((0, 4, 7), (5, 9, 12), (7, 11, 14), (0, 4, 7))  # I IV V I
+
+
+class CalibrationError(RuntimeError):
+    """The references disagree on the direction of the equivariant output."""
+
+
+@dataclass
+class Calibration:
+    """Maps output bins of the equivariant token to key signatures (relative-major pitch class)."""
+
+    rotation: int
+    direction: int
+    votes: dict[str, int] = field(default_factory=dict)
+    agreement: float = 1.0  # share of references that the chosen map explains
+
+    def signature_of_bin(self, index: int | np.ndarray) -> int | np.ndarray:
+        return (self.direction * (np.asarray(index) - self.rotation)) % 12
+
+    def signature_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """Reorder ``(..., 12)`` bin probabilities so that entry ``s`` is signature ``s``."""
+        bins = (self.direction * np.arange(12) + self.rotation) % 12
+        return np.asarray(probabilities)[..., bins]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
+        return cls(**data)
+
+
+def _tone(midi: float, seconds: float, timbre, sample_rate: int) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    out = np.zeros_like(t)
+    for h in range(1, 40):
+        if h * f0 >= sample_rate / 2 - 200:
+            break
+        out += timbre(h) * np.sin(2 * np.pi * h * f0 * t)
+    envelope = np.minimum(1.0, t / 0.01) * np.exp(-1.5 * t)
+    return out * envelope
+
+
+def reference_audio(tonic: int, timbre: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A major scale up and a I-IV-V-I cadence in the key whose tonic is pitch class ``tonic``."""
+    shape = TIMBRES[timbre]
+    base = 48 + tonic  # tonic between C3 and B3
+    parts = [_tone(base + step, 0.3, shape, sample_rate) for step in _MAJOR_SCALE]
+    for chord in _CADENCE:
+        notes = [base + 12 + n for n in chord] + [base + chord[0] - 12]
+        parts.append(sum(_tone(m, 0.8, shape, sample_rate) for m in notes))
+    audio = np.concatenate(parts)
+    return (0.9 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+def calibrate(predict_bin, timbres: tuple[str, ...] = tuple(TIMBRES)) -> Calibration:
+    """Fit ``q = (d s + r) mod 12`` to ``predict_bin(audio) -> int`` on the references.
+
+    Each timbre votes for the direction whose best rotation explains more of its 12 keys;
+    the votes must be unanimous.
+    """
+    observed = {name: np.array([predict_bin(reference_audio(s, name)) for s in range(12)]) for name in timbres}
+    signatures = np.arange(12)
+    votes = {}
+    for name, bins in observed.items():
+        up, down = _best_rotation(bins, signatures, 1)[1], _best_rotation(bins, signatures, -1)[1]
+        votes[name] = 1 if up > down else -1 if down > up else 0
+    if len(set(votes.values())) != 1 or 0 in votes.values():
+        raise CalibrationError(f"reference timbres disagree on the output direction: votes {votes} (+1 up, -1 down, 0 tie)")
+    direction = next(iter(votes.values()))
+    all_bins = np.concatenate(list(observed.values()))
+    rotation, hits = _best_rotation(all_bins, np.tile(signatures, len(timbres)), direction)
+    return Calibration(rotation=rotation, direction=direction, votes=votes, agreement=hits / all_bins.size)
+
+
+def _best_rotation(bins: np.ndarray, signatures: np.ndarray, direction: int) -> tuple[int, int]:
+    """The rotation ``r`` for which ``(d s + r) mod 12`` matches most observed bins, and the count."""
+    hits = [int(((direction * signatures + r) % 12 == bins).sum()) for r in range(12)]
+    return int(np.argmax(hits)), max(hits)
