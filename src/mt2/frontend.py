@@ -20,6 +20,7 @@ N_BINS = 99
 MIDI_OF_BIN0 = 21
 WINDOW_BINS = 84
 MAX_OFFSET = N_BINS - WINDOW_BINS  # 15
+DEFAULT_OFFSET = 7  # inference window: bins 7..90 = MIDI 28..111
 COMPRESSIONS = ("linear", "sqrt", "log")
 
 

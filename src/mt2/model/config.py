@@ -100,7 +100,7 @@ class ModelConfig:
 #: parameters); ``mt2-mini`` trains on a laptop CPU and serves the tests.
 PRESETS: dict[str, dict] = {
     "mt2-tiny": dict(depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48, invariant_width=96),
-    "mt2-mini": dict(depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=24, invariant_width=64),
+    "mt2-mini": dict(depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=16, invariant_width=64),
 }
 
 

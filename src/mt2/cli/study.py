@@ -1,0 +1,34 @@
+"""``mt2 study``: the recipe study (train small models for a fixed number of steps, measure)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mt2.study import CONFIGS
+
+    parser = sub.add_parser(
+        "study",
+        help="recipe study: train named configurations on the corpus and report key and instrument probes",
+        description="Train each named configuration for --steps steps on the corpus train split, evaluate on "
+        "its test split, append a JSON line per run to OUT/runs.jsonl and rewrite OUT/table.md.",
+    )
+    parser.add_argument("--corpus", type=Path, required=True, help="folder written by `mt2 corpus render` (with manifest.jsonl)")
+    parser.add_argument("--configs", default="pc", help=f"comma-separated configuration names; known: {', '.join(sorted(CONFIGS))}")
+    parser.add_argument("--steps", type=int, default=600, help="training steps per configuration (batch 32 tracks)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and evaluation shifts")
+    parser.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (runs.jsonl, table.md, cache/)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mt2.study import run_study
+
+    torch.set_num_threads(args.threads)
+    run_study(args.corpus, [n.strip() for n in args.configs.split(",") if n.strip()], args.steps, args.out, args.seed)
+    print((args.out / "table.md").read_text())
+    return 0

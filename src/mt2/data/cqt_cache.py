@@ -1,0 +1,99 @@
+"""A cache of raw CQT magnitudes, computed once per corpus (the CQT is the slow part on CPU).
+
+Layout, in one folder: ``<name>.npy`` holds float16 magnitudes ``(99, total_frames)`` of
+every clip side by side; ``<name>.json`` maps each clip's key (its manifest path) to
+``[start_frame, num_frames]`` and records the frontend settings and the source hash. Both
+files are written to a temporary name and renamed, so a killed build leaves no half cache.
+Training crops windows from the cache with :func:`mt2.frontend.model_window`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mt2.audio import AudioError, load_audio
+from mt2.frontend import HOP_LENGTH, N_BINS, SAMPLE_RATE, CQTFrontend
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION} sr{SAMPLE_RATE} hop{HOP_LENGTH} bins{N_BINS}".encode())
+    for path in paths:
+        stat = path.stat() if path.exists() else None
+        digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class CQTCache:
+    """Read access to a built cache: ``cache[key] -> (99, T) float32`` magnitudes."""
+
+    def __init__(self, array_path: Path, index: dict) -> None:
+        self.array = np.load(array_path, mmap_mode="r")
+        self.index = index["clips"]
+        self.skipped = index.get("skipped", {})
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def keys(self) -> list[str]:
+        return list(self.index)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        start, frames = self.index[key]
+        return np.asarray(self.array[:, start : start + frames], dtype=np.float32)
+
+
+def build_cqt_cache(paths: list[str | os.PathLike], root: str | os.PathLike, cache_dir: str | os.PathLike, progress: bool = True) -> CQTCache:
+    """Compute (or reuse) the cache for audio ``paths`` relative to ``root``; keys are the relative paths.
+
+    A file that cannot be decoded is skipped, logged with its path and reason, and listed
+    under ``skipped`` in the index; it never stops the build.
+    """
+    root = Path(root)
+    rel_paths = [str(p) for p in paths]
+    full = [root / p for p in rel_paths]
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    name = f"cqt-{_fingerprint(full)}"
+    array_path, index_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
+    if array_path.exists() and index_path.exists():
+        return CQTCache(array_path, json.loads(index_path.read_text()))
+
+    frontend = CQTFrontend()
+    blocks, clips, skipped, cursor = [], {}, {}, 0
+    with torch.inference_mode():
+        for rel, path in tqdm(list(zip(rel_paths, full)), desc="CQT cache", disable=not progress, unit="clip"):
+            try:
+                audio = load_audio(path, SAMPLE_RATE)
+            except AudioError as error:
+                log.warning("skipping %s", error)
+                skipped[rel] = str(error)
+                continue
+            if audio.size < HOP_LENGTH:
+                skipped[rel] = f"{path}: shorter than one CQT hop ({audio.size} samples)"
+                continue
+            magnitude = frontend.magnitude(torch.from_numpy(audio))[0].numpy().astype(np.float16)
+            clips[rel] = [cursor, int(magnitude.shape[1])]
+            cursor += magnitude.shape[1]
+            blocks.append(magnitude)
+    array = np.concatenate(blocks, axis=1) if blocks else np.zeros((N_BINS, 0), np.float16)
+    tmp_array = array_path.with_suffix(".tmp.npy")
+    np.save(tmp_array, array)
+    os.replace(tmp_array, array_path)
+    index = {"version": CACHE_VERSION, "sample_rate": SAMPLE_RATE, "hop_length": HOP_LENGTH, "bins": N_BINS, "clips": clips, "skipped": skipped}
+    tmp_index = index_path.with_suffix(".tmp")
+    tmp_index.write_text(json.dumps(index))
+    os.replace(tmp_index, index_path)
+    return CQTCache(array_path, index)
