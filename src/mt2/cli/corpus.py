@@ -1,0 +1,84 @@
+"""``mt2 corpus``: build the embedded labelled corpus.
+
+Actions are sub-subcommands (``mt2 corpus render ...``). To add one, write an
+``_add_<name>(actions)`` function that adds its parser and sets ``func``, and list it in
+:data:`ACTIONS`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _add_render(actions) -> None:
+    from mt2.corpus import SIZES
+
+    parser = actions.add_parser(
+        "render",
+        help="render the labelled corpus (generated pieces, Bach chorales, single notes) to FLAC + manifest",
+        description=(
+            "Render music that ships in packages (our generator, the music21 Bach chorales, single notes) "
+            "with a General MIDI soundfont to 16 kHz mono FLAC, with OUT/manifest.jsonl of labels "
+            "(key, tempo, beats, chords, instruments, pitch, tags) and OUT/corpus.json (summary)."
+        ),
+    )
+    parser.add_argument("out", type=Path, help="output folder (created; files of the same names are overwritten)")
+    parser.add_argument(
+        "--size",
+        choices=list(SIZES),
+        default="small",
+        help="tiny: a dozen clips (tests); small: ~130 clips, ~20 min of audio, about a minute to render; "
+        "medium: ~3 h of audio; large: every chorale and thousands of generated pieces (default: small)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for everything random; same seed, same corpus (default: 0)")
+    parser.add_argument(
+        "--soundfont", type=Path, default=None, help="a .sf2 General MIDI soundfont (default: TimGM6mb from pretty_midi)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: min(4, number of CPUs))"
+    )
+    parser.set_defaults(func=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from mt2.corpus import render_corpus
+    from mt2.corpus.render import RenderError
+
+    start = time.perf_counter()
+    try:
+        manifest = render_corpus(args.out, args.size, args.seed, args.soundfont, args.workers, progress=True)
+    except (FileNotFoundError, RenderError) as error:
+        print(f"mt2 corpus render: error: {error}", file=sys.stderr)
+        return 2
+    summary = json.loads((manifest.parent / "corpus.json").read_text())
+    print(
+        f"{summary['clips']} clips ({summary['hours']:.2f} h) from {summary['pieces']} pieces "
+        f"in {time.perf_counter() - start:.0f} s -> {manifest}"
+    )
+    print("clips per source: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["clips_per_source"].items())))
+    print("clips per split: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["clips_per_split"].items())))
+    if summary["excluded"]:
+        print(f"{len(summary['excluded'])} chorales excluded (key not verifiable): {', '.join(summary['excluded'])}")
+    if summary["failed"]:
+        print(f"{len(summary['failed'])} pieces skipped after errors:")
+        for piece_id, reason in summary["failed"].items():
+            print(f"  {piece_id}: {reason}")
+    return 0 if summary["clips"] else 1
+
+
+#: The ``mt2 corpus`` actions, in the order ``mt2 corpus --help`` lists them.
+ACTIONS = [_add_render]
+
+
+def register(subparsers) -> None:
+    """Add ``mt2 corpus`` and its actions."""
+    parser = subparsers.add_parser(
+        "corpus", help="build the embedded labelled corpus", description="Build the embedded labelled corpus."
+    )
+    actions = parser.add_subparsers(dest="corpus_command", metavar="ACTION")
+    actions.required = True
+    for add in ACTIONS:
+        add(actions)
