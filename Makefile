@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	# tinysoundfont declares pyaudio (live playback, unused here, needs portaudio headers): install it alone.
-	$(BIN)/pip install -q --no-deps tinysoundfont
+	# tinysoundfont declares pyaudio (live playback, unused here, needs portaudio headers) and
+	# hearvalidator declares tensorflow (its tests stub it): install both without dependencies.
+	$(BIN)/pip install -q --no-deps tinysoundfont hearvalidator
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 

@@ -290,11 +290,21 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
             "curve": curve[:: max(1, len(curve) // 100)],
         }
         results.append(result)
+        save_run(model, cfg, out / "models" / f"{name}-s{seed}-{steps}")
         with open(out / "runs.jsonl", "a") as handle:
             handle.write(json.dumps(result) + "\n")
         log(json.dumps({k: v for k, v in result.items() if k not in ("curve", "config")}))
         write_table(out)
     return results
+
+
+def save_run(model: MT2Model, cfg: StudyConfig, folder: Path) -> None:
+    """Keep a study model: ``model.safetensors`` and ``study.json`` (its model and study config)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "study.json").write_text(json.dumps({"model": model.config.to_dict(), "study": asdict(cfg)}, indent=1))
 
 
 COLUMNS = [
