@@ -94,7 +94,7 @@ def template_oracle(windows: torch.Tensor, sharpness: float = 20.0) -> torch.Ten
     return torch.softmax(sharpness * torch.from_numpy(by_signature).float(), dim=-1)
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -108,7 +108,7 @@ def train(cfg: StudyConfig, cache: CQTCache, keys: list[str], steps: int, seed: 
     model = build(cfg)
     view_cfg = ViewConfig(**cfg.views)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, steps, cfg.warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, cfg.warmup))
     curve, start = [], time.time()
     model.train()
     for step in range(steps):
@@ -185,6 +185,13 @@ def make_bin_predictor(model: MT2Model, compression: str):
 
 def evaluate(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[dict], seed: int = 0) -> dict:
     """All study metrics on the test split (kNN fitted on the train split)."""
+    return study_metrics(model, cfg, cache, manifest, seed)
+
+
+def study_metrics(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[dict], seed: int = 0, calibrate_key: bool = True) -> dict:
+    """:func:`evaluate`; without ``calibrate_key`` the calibration on synthetic references (the
+    costly part on CPU: a CQT per reference) is skipped, and with it ``key_signature`` and
+    ``within_fifth`` (``None``); ``best_rotation`` still measures the key information."""
     compression = ViewConfig(**cfg.views).compression
     generator = np.random.default_rng(seed)
     metrics: dict = {"parameters": count_parameters(model)}
@@ -192,12 +199,13 @@ def evaluate(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[
     has_con = model.contrastive_head is not None
     pieces = [c for c in manifest if c["split"] == "test" and c.get("key") and c["path"] in cache]
     if has_eq:
-        try:
-            calibration = calibrate(make_bin_predictor(model, compression))
-            metrics["calibration"] = calibration.to_dict()
-        except CalibrationError as error:
-            calibration = None
-            metrics["calibration"] = {"error": str(error)}
+        calibration = None
+        if calibrate_key:
+            try:
+                calibration = calibrate(make_bin_predictor(model, compression))
+                metrics["calibration"] = calibration.to_dict()
+            except CalibrationError as error:
+                metrics["calibration"] = {"error": str(error)}
         moved, agree, multi, predicted_bins, labels, template_hits, sig_hits, fifth_hits = 0, 0, 0, [], [], 0, 0, 0
         for clip in pieces:
             magnitude = cache[clip["path"]]

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``mt2 --help`` lists them.
-SUBCOMMANDS = ["demo", "study", "embed", "key", "corpus", "pretrain", "export"]
+SUBCOMMANDS = ["demo", "study", "embed", "key", "corpus", "pretrain", "export", "bench", "perf"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from mt2.cli.corpus_shard import add_shard
+
 
 def _add_render(actions) -> None:
     from mt2.corpus import SIZES
@@ -70,7 +72,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 #: The ``mt2 corpus`` actions, in the order ``mt2 corpus --help`` lists them.
-ACTIONS = [_add_render]
+ACTIONS = [_add_render, add_shard]
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,127 @@
+"""The configuration of a pretraining run: every hyper-parameter, read from YAML.
+
+The packaged files ``mt2/configs/<preset>.yaml`` hold the defaults (model, view and
+optimiser settings equal to the recipe study's :data:`mt2.study.BASE`); a user file
+given with ``--config`` overlays them key by key, and command-line flags overlay both.
+The resolved configuration is saved as ``config.yaml`` beside the checkpoints, with the
+package version and the data hash (:func:`save_config`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from mt2.model import ModelConfig, make_config
+from mt2.study import StudyConfig
+from mt2.training.views import ViewConfig
+
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+
+
+@dataclass
+class PretrainConfig:
+    """Hyper-parameters of a run; the comments of ``mt2/configs/mt2-mini.yaml`` explain each."""
+
+    preset: str = "mt2-mini"
+    variant: str = "mt2"
+    model: dict = field(default_factory=dict)
+    views: dict = field(default_factory=dict)
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup: int = 50
+    grad_clip: float = 1.0
+    temperature: float = 0.1
+    batch_size: int = 32
+    max_steps: int = 10000
+    seed: int = 0
+    num_workers: int = 0
+    precision: str = "auto"
+    max_nonfinite: int = 20
+    probe_every: int = 500
+    probe_calibration: bool = False
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
+        for name in ("batch_size", "max_steps", "max_nonfinite", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        self.model_config()  # validates preset, variant and model overrides
+        self.view_config()
+
+    def model_config(self) -> ModelConfig:
+        return make_config(self.preset, self.variant, **self.model)
+
+    def view_config(self) -> ViewConfig:
+        return ViewConfig(**self.views)
+
+    def study_config(self) -> StudyConfig:
+        """The same settings as a recipe-study configuration (for :func:`mt2.study.study_metrics`)."""
+        return StudyConfig(
+            preset=self.preset, variant=self.variant, model=dict(self.model), views=dict(self.views),
+            lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size, warmup=self.warmup,
+        )
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PretrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown pretraining config keys {sorted(unknown)}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+def packaged_config(preset: str) -> dict:
+    """The packaged defaults of ``preset`` as a dict."""
+    path = resources.files("mt2") / "configs" / f"{preset}.yaml"
+    if not path.is_file():
+        names = sorted(p.name.removesuffix(".yaml") for p in (resources.files("mt2") / "configs").iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"no packaged config for preset {preset!r}; choose one of {names}")
+    return yaml.safe_load(path.read_text())
+
+
+def load_config(preset: str | None = None, path: str | Path | None = None, **overrides) -> PretrainConfig:
+    """Packaged defaults of ``preset`` (else the file's ``preset``, else ``mt2-mini``), overlaid by
+    the YAML file ``path``, then by the ``overrides`` that are not ``None``.
+
+    ``model`` and ``views`` mappings are merged key by key; other keys are replaced.
+    """
+    user = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+    if not isinstance(user, dict):
+        raise ValueError(f"{path}: a pretraining config must be a YAML mapping")
+    user.pop("run", None)  # a saved config.yaml may seed a new run; its run record is not a setting
+    name = preset or user.get("preset") or "mt2-mini"
+    data = packaged_config(name)
+    for layer in (user, {k: v for k, v in overrides.items() if v is not None}):
+        for key, value in layer.items():
+            data[key] = {**data.get(key, {}), **value} if key in ("model", "views") else value
+    data["preset"] = name
+    return PretrainConfig.from_dict(data)
+
+
+def save_config(config: PretrainConfig, path: str | Path, **record) -> None:
+    """Write ``config`` as YAML, with ``record`` (package version, data hash, ...) under ``run``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump({**config.to_dict(), "run": record}, sort_keys=False))
+    tmp.replace(path)
+
+
+def read_saved_config(path: str | Path) -> tuple[PretrainConfig, dict]:
+    """The configuration and the ``run`` record of a saved ``config.yaml``."""
+    data = yaml.safe_load(Path(path).read_text())
+    record = data.pop("run", {})
+    return PretrainConfig.from_dict(data), record

@@ -1,0 +1,61 @@
+"""Export a pretraining checkpoint as a user-facing model folder (``model.safetensors`` +
+``config.json``, the format of :mod:`mt2.inference.checkpoint`, loadable with ``mt2.load``).
+
+Lightning checkpoints (``last.ckpt``, ``best.ckpt``) are this project's own files, read here
+with ``torch.load(weights_only=True)``; users load only the exported folder, which holds no
+pickle. The export builds an :class:`~mt2.inference.Encoder` from the checkpoint's model and
+pretraining config (input compression; ``training``: preset, variant, step, the config),
+calibrates its equivariant output on the synthetic references
+(:func:`~mt2.inference.calibrate_encoder`) and saves it with ``save_pretrained``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+import mt2
+from mt2.calibration import CalibrationError
+from mt2.inference import Encoder, calibrate_encoder
+from mt2.model import MT2Model
+from mt2.training.config import PretrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint_model(checkpoint_path: str | os.PathLike) -> tuple[MT2Model, PretrainConfig, dict]:
+    """The model of a pretraining checkpoint (eval mode, CPU), its config and the raw checkpoint."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    config = PretrainConfig.from_dict(checkpoint["hyper_parameters"]["config"])
+    model = MT2Model(config.model_config())
+    prefix = "model."
+    model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    return model.eval(), config, checkpoint
+
+
+def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike, calibrate: bool = True) -> Encoder:
+    """Write the model folder ``out`` from a pretraining checkpoint; return the encoder.
+
+    With ``calibrate`` (and an equivariant token) the calibration is stored; when the
+    reference timbres disagree, the folder is written without one and the reason is kept
+    under ``training.calibration_error``.
+    """
+    model, config, checkpoint = load_checkpoint_model(checkpoint_path)
+    training = {
+        "preset": config.preset,
+        "variant": config.variant,
+        "step": int(checkpoint.get("global_step", 0)),
+        "mt2_version": mt2.__version__,
+        "pretrain_config": config.to_dict(),
+    }
+    encoder = Encoder(model, compression=config.view_config().compression, training=training)
+    if calibrate and model.equivariant_head is not None:
+        try:
+            calibrate_encoder(encoder)
+        except CalibrationError as error:
+            log.warning("exported without calibration: %s", error)
+            encoder.training_info["calibration_error"] = str(error)
+    encoder.save_pretrained(Path(out))
+    return encoder

@@ -1,0 +1,342 @@
+"""Pretraining (issue "Pretraining") and its datasets (issue "Data"): sources, shards, the
+Lightning run, resume after SIGKILL, non-finite losses, DDP gradients, export."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import webdataset as wds
+import yaml
+
+from bad_inputs import BAD, VALID, make_bad_folder
+from mt2 import study
+from mt2.calibration import reference_audio
+from mt2.cli import main
+from mt2.data.pretrain import CachedBatches, ShardBatches, _epoch_plan, open_source, stream_samples
+from mt2.data.shards import Shard, find_shards, write_shards
+from mt2.model import MT2Model
+from mt2.training.config import PretrainConfig, load_config, packaged_config
+from mt2.training.views import ViewConfig, Views
+
+#: A model small enough for CPU tests, on top of the mt2-mini preset.
+TINY = {
+    "model": {"depth": 1, "pc_channels": 8, "heads": 2, "invariant_width": 16, "projection_dim": 16, "projection_hidden": 32},
+    "batch_size": 4,
+    "warmup": 2,
+    "log_every": 1,
+}
+
+
+def tiny_yaml(folder: Path, **extra) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **extra}))
+    return path
+
+
+def state_of(checkpoint: Path) -> tuple[int, dict]:
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return data["global_step"], data["state_dict"]
+
+
+# -- configuration ---------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["mt2-mini", "mt2-tiny"])
+def test_packaged_configs_are_the_study_base(preset):
+    config = PretrainConfig.from_dict(packaged_config(preset))
+    base = study.BASE
+    assert config.preset == preset and config.variant == base.variant
+    assert (config.model, config.views) == (base.model, base.views)
+    assert (config.lr, config.weight_decay, config.batch_size, config.warmup) == (base.lr, base.weight_decay, base.batch_size, base.warmup)
+    assert config.betas == (0.9, 0.98)
+    assert config.study_config() == replace(base, preset=preset)
+
+
+def test_config_layers_merge_and_reject_unknown_keys(tmp_path):
+    config = load_config(None, tiny_yaml(tmp_path), variant="equivariant", lr=None)
+    assert config.model == {"layout": "pitch-class", "frames_per_token": 4, **TINY["model"]}
+    assert config.variant == "equivariant" and config.lr == study.BASE.lr and config.batch_size == 4
+    assert config.model_config().roles == ("equivariant",)
+    (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(None, tmp_path / "bad.yaml")
+
+
+# -- sources ---------------------------------------------------------------------------------
+def write_small_sources(root: Path) -> tuple[Path, Path]:
+    """Three 2-s clips (two FLAC, one 16-bit WAV) in ``root/audio`` and a CSV manifest of them."""
+    audio = root / "audio"
+    (audio / "sub").mkdir(parents=True)
+    clips = {"a.flac": (0, "soft"), "sub/b.flac": (5, "bright"), "c.wav": (9, "sawtooth")}
+    for name, (tonic, timbre) in clips.items():
+        sf.write(audio / name, reference_audio(tonic, timbre)[:32000], 16000, subtype="PCM_16")
+    manifest = root / "list.csv"
+    manifest.write_text("path,split\n" + "".join(f"audio/{name},train\n" for name in clips))
+    return audio, manifest
+
+
+def test_folder_manifest_and_shards_give_the_same_magnitudes(tmp_path):
+    audio, manifest = write_small_sources(tmp_path)
+    assert main(["corpus", "shard", str(audio), str(tmp_path / "shards"), "--shard-size", "2"]) == 0
+    folder = open_source(audio, tmp_path / "cache-folder")
+    listed = open_source(manifest, tmp_path / "cache-manifest")
+    shards = open_source(tmp_path / "shards", None)
+    assert (folder.kind, listed.kind, shards.kind) == ("folder", "manifest", "shards")
+    assert [s.samples for s in shards.shards] == [2, 1]
+    by_folder = {f"audio/{k}": v for k, v in folder.magnitudes()}
+    by_manifest = dict(listed.magnitudes())
+    by_shards = {f"audio/{k}": v for k, v in shards.magnitudes()}
+    assert sorted(by_folder) == sorted(by_manifest) == sorted(by_shards) == ["audio/a.flac", "audio/c.wav", "audio/sub/b.flac"]
+    for key, magnitude in by_folder.items():  # equal up to the cache's float16 rounding (it batches clips)
+        assert magnitude.shape[0] == 99
+        np.testing.assert_allclose(by_manifest[key], magnitude, rtol=2**-10, atol=1e-6)
+        np.testing.assert_allclose(by_shards[key], magnitude, rtol=2**-10, atol=1e-6)
+
+
+def test_bad_files_are_skipped_and_counted(tmp_path, caplog):
+    make_bad_folder(tmp_path / "bad")
+    source = open_source(tmp_path / "bad", tmp_path / "cache")
+    assert sorted(source.skipped) == sorted(BAD)
+    assert sorted(source.train_keys()) == sorted(VALID)
+    shards = write_shards(tmp_path / "bad", tmp_path / "shards", shard_size=10, progress=False)
+    index = json.loads((tmp_path / "shards" / "shards.json").read_text())
+    assert sorted(index["skipped"]) == sorted(BAD) and shards[0].samples == len(VALID)
+    # A shard written elsewhere with one undecodable sample: the batch stays full, the sample is counted.
+    with wds.TarWriter(str(tmp_path / "shards" / "shard-000001.tar"), encoder=False) as writer:
+        writer.write({"__key__": "broken", "flac": b"not audio", "json": b'{"path": "broken.flac"}'})
+    everything = find_shards(tmp_path / "shards" / "shard-000001.tar") + shards
+    stream = ShardBatches(everything, batch_size=len(VALID) + 1, views=ViewConfig(), seed=0, rank=0, world=1, start=0)
+    batch = next(iter(stream))  # one whole epoch: every sample, in either shard order
+    assert batch.views.a.shape[0] == len(VALID) + 1 and batch.unreadable == 1
+    assert torch.isfinite(batch.views.a).all()
+    assert "broken.flac" in caplog.text
+
+
+def fake_shards(folder: Path, counts: list[int]) -> list[Shard]:
+    """Shards of metadata-only samples ``{"i": global index}``."""
+    shards, start = [], 0
+    for n, count in enumerate(counts):
+        path = folder / f"s{n}.tar"
+        with wds.TarWriter(str(path), encoder=False) as writer:
+            for i in range(start, start + count):
+                writer.write({"__key__": f"{i:05d}", "json": json.dumps({"i": i}).encode()})
+        shards.append(Shard(path, count))
+        start += count
+    return shards
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 6])
+def test_shard_streams_split_every_epoch_exactly_and_skip_exactly(tmp_path, workers):
+    shards = fake_shards(tmp_path, [3, 4, 2, 5])
+    for epoch in range(2):
+        seen = []
+        for worker in range(workers):
+            for shard, selected in _epoch_plan(shards, 0, epoch, worker, workers):
+                first = int(shard.path.stem[1:])
+                offset = sum(s.samples for s in shards[:first])
+                seen += [offset + j for j in (range(shard.samples) if selected is None else selected)]
+        assert sorted(seen) == list(range(14))
+
+    def indices(skip, n):
+        stream = stream_samples(shards, 0, workers - 1, workers, skip)
+        return [json.loads(next(stream)["json"])["i"] for _ in range(n)]
+
+    whole = indices(0, 20)
+    assert indices(7, 13) == whole[7:]
+
+
+def test_cached_batches_are_deterministic_resumable_and_worker_independent(synthetic_corpus):
+    _, rows, cache = synthetic_corpus
+    keys = [r["path"] for r in rows if r["split"] == "train"]
+    make = lambda start: CachedBatches(cache, keys, batch_size=3, views=ViewConfig(), seed=1, rank=0, world=1, start=start)  # noqa: E731
+    stream = iter(make(0))
+    first = [next(stream) for _ in range(4)]
+    resumed = next(iter(make(3)))
+    assert resumed.index == 3
+    torch.testing.assert_close(resumed.views.a, first[3].views.a, rtol=0, atol=0)
+    loader = torch.utils.data.DataLoader(make(0), batch_size=None, num_workers=2)
+    for expected, got in zip(first, loader):
+        assert got.index == expected.index
+        torch.testing.assert_close(got.views.c, expected.views.c, rtol=0, atol=0)
+    other_rank = next(iter(CachedBatches(cache, keys, batch_size=3, views=ViewConfig(), seed=1, rank=1, world=2, start=0)))
+    assert not torch.equal(other_rank.views.a, first[0].views.a)
+
+
+# -- the Lightning run -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_pretrain_cli_writes_the_run_and_exports(synthetic_corpus, tmp_path):
+    from mt2.inference import Encoder
+
+    root, _, _ = synthetic_corpus
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(root), "--config", str(tiny_yaml(tmp_path, checkpoint_every=2)), "--out", str(out),
+            "--cache-dir", str(root / "cache"), "--max-steps", "4", "--probe-every", "4", "--no-progress"]
+    assert main(args) == 0
+    for name in ("last.ckpt", "best.ckpt", "config.yaml", "metrics.csv", "training_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["run"]["mt2_version"] and len(saved["run"]["data_hash"]) == 64 and saved["run"]["data_kind"] == "manifest"
+    assert saved["model"]["depth"] == 1 and saved["max_steps"] == 4 and saved["probe_every"] == 4
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "cpsd", "ntxent", "lr", "probe/best_rotation", "probe/instrument_knn", "probe/score"} <= set(header)
+    step, state = state_of(out / "last.ckpt")
+    assert step == 4
+    with pytest.raises(SystemExit, match="drop --lr"):
+        main(["pretrain", "--data", str(root), "--out", str(out), "--resume", "--lr", "0.1"])
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(args)
+
+    assert main(["export", str(out / "last.ckpt"), str(tmp_path / "exported"), "--no-calibrate"]) == 0
+    encoder = Encoder.from_pretrained(tmp_path / "exported")
+    model = MT2Model(encoder.config)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    x = torch.rand(2, 84, 126)
+    torch.testing.assert_close(encoder.model(x).tokens, model.eval()(x).tokens)
+    assert encoder.training_info["step"] == 4 and encoder.training_info["variant"] == "mt2"
+    assert encoder.compression == ViewConfig().compression
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_uninterrupted_weights(synthetic_corpus, tmp_path):
+    root, _, _ = synthetic_corpus
+    config = tiny_yaml(tmp_path, checkpoint_every=2, probe_every=0)
+    common = ["--data", str(root), "--config", str(config), "--cache-dir", str(root / "cache"), "--max-steps", "24",
+              "--threads", "1", "--no-progress"]
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "mt2.cli", "pretrain", *common, "--out", str(killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (killed / "last.ckpt").exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    step_at_kill, _ = state_of(killed / "last.ckpt")
+    assert 0 < step_at_kill < 24
+    resume = [sys.executable, "-m", "mt2.cli", "pretrain", "--data", str(root), "--cache-dir", str(root / "cache"), "--out", str(killed),
+              "--resume", "--threads", "1", "--no-progress"]
+    subprocess.run(resume, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    steps = [int(float(line.split(",")[header_index("step", killed)])) for line in (killed / "metrics.csv").read_text().splitlines()[1:]]
+    assert max(steps) == 23 and min(s for s in steps if s >= step_at_kill) == step_at_kill
+
+    torch.set_num_threads(1)
+    assert main(["pretrain", *common, "--out", str(tmp_path / "straight")]) == 0
+    final_step, resumed = state_of(killed / "last.ckpt")
+    assert final_step == 24
+    _, straight = state_of(tmp_path / "straight" / "last.ckpt")
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_lightning_ddp_run_on_two_cpu_processes(synthetic_corpus, tmp_path):
+    """The production path under DDP (gloo): data split by rank, probes broadcast, checkpoints on rank 0."""
+    root, _, _ = synthetic_corpus
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "mt2.cli", "pretrain", "--data", str(root), "--cache-dir", str(root / "cache"),
+               "--config", str(tiny_yaml(tmp_path, checkpoint_every=2, probe_every=4)), "--max-steps", "4", "--out", str(out),
+               "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--threads", "1", "--no-progress"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    assert state_of(out / "last.ckpt")[0] == 4 and (out / "best.ckpt").exists()
+    assert "probe/score" in (out / "metrics.csv").read_text().splitlines()[0]
+
+
+def header_index(name: str, run: Path) -> int:
+    return (run / "metrics.csv").read_text().splitlines()[0].split(",").index(name)
+
+
+def test_non_finite_losses_skip_steps_then_stop_with_advice(synthetic_corpus, tmp_path, monkeypatch):
+    from mt2.training import lightning as trainer_module
+
+    root, _, _ = synthetic_corpus
+    calls = {"n": 0}
+    real = trainer_module.ssl_losses
+
+    def sometimes_nan(model, views, temperature):
+        calls["n"] += 1
+        losses = real(model, views, temperature)
+        if calls["n"] in bad_calls:
+            losses.total = losses.total * float("nan")
+        return losses
+
+    monkeypatch.setattr(trainer_module, "ssl_losses", sometimes_nan)
+    config = load_config(None, tiny_yaml(tmp_path, probe_every=0, checkpoint_every=10, max_nonfinite=3))
+    bad_calls = {2, 3}
+    last = trainer_module.pretrain(replace(config, max_steps=4), root, tmp_path / "a", cache_dir=root / "cache", progress=False)
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 4 and checkpoint["mt2"]["nonfinite_total"] == 2
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
+
+    calls["n"], bad_calls = 0, set(range(100))  # every step skipped: the weights stay at their initial values
+    last = trainer_module.pretrain(replace(config, max_steps=2), root, tmp_path / "b", cache_dir=root / "cache", progress=False)
+    torch.manual_seed(config.seed)
+    initial = trainer_module.MT2Module(config.to_dict()).state_dict()
+    for name, value in state_of(last)[1].items():
+        torch.testing.assert_close(value, initial[name], rtol=0, atol=0, msg=name)
+
+    calls["n"] = 0
+    with pytest.raises(trainer_module.NonFiniteLossError, match="lower the learning rate"):
+        trainer_module.pretrain(replace(config, max_steps=10), root, tmp_path / "c", cache_dir=root / "cache", progress=False)
+    assert calls["n"] == 3
+
+
+# -- DDP -------------------------------------------------------------------------------------
+def _fixed_views(batch: int) -> Views:
+    generator = torch.Generator().manual_seed(0)
+    a, b, c = (torch.rand(batch, 84, 32, generator=generator) for _ in range(3))
+    return Views(a=a, b=b, c=c, shift=torch.arange(batch) % 11 + 1, offset=torch.zeros(batch, dtype=torch.long))
+
+
+def _tiny_model() -> MT2Model:
+    torch.manual_seed(0)
+    return MT2Model(PretrainConfig(model={**study.BASE.model, **TINY["model"]}).model_config())
+
+
+def _local_views(views: Views, rank: int, world: int) -> Views:
+    n = views.a.shape[0] // world
+    return Views(*(t[rank * n : (rank + 1) * n] for t in (views.a, views.b, views.c, views.shift, views.offset)))
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from mt2.training.objective import ssl_losses
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model = _tiny_model()
+        loss = ssl_losses(model, _local_views(_fixed_views(8), rank, world)).total
+        loss.backward()
+        for p in model.parameters():
+            dist.all_reduce(p.grad)
+            p.grad /= world
+        total = loss.detach().clone()
+        dist.all_reduce(total)
+        if rank == 0:
+            torch.save({"loss": total / world, "grads": {n: p.grad for n, p in model.named_parameters()}}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path):
+    from mt2.training.objective import ssl_losses
+
+    world = 2
+    torch.multiprocessing.spawn(_ddp_worker, args=(world, str(tmp_path / "store"), str(tmp_path / "ddp.pt")), nprocs=world)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    model = _tiny_model()
+    loss = ssl_losses(model, _fixed_views(8)).total
+    loss.backward()
+    torch.testing.assert_close(ddp["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
