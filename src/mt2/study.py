@@ -12,9 +12,12 @@ the table is reproducible by name. Metrics (DESIGN.md section 3, issue "recipe s
   calibration on synthetic references (:mod:`mt2.calibration`), and the share within one
   step on the circle of fifths; ``best_rotation``: the same with the best rotation and
   direction chosen after the fact on the test labels (an upper bound of calibration);
-* ``template``: Krumhansl templates on the octave-folded input windows (no network);
+* ``template`` / ``template_linear``: Krumhansl templates on the octave-folded input
+  windows (no network), with the model's input compression and with linear magnitudes
+  (the stronger classical baseline: compression blurs pitch classes);
 * ``instrument_knn`` (token 1's invariant features) next to ``instrument_knn_input``
-  (time mean and standard deviation of the input window, no network);
+  (time mean and standard deviation of the input window, no network), on clips with one
+  instrument (single notes and solo pieces), 5-NN fitted on the train split;
 * ``token_cosine``: cosine of the two class tokens; ``distinct_outputs`` and
   ``segment_agreement``: collapse indicators; ``cpsd`` against its floor 2.777.
 """
@@ -206,7 +209,8 @@ def study_metrics(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: 
                 metrics["calibration"] = calibration.to_dict()
             except CalibrationError as error:
                 metrics["calibration"] = {"error": str(error)}
-        moved, agree, multi, predicted_bins, labels, template_hits, sig_hits, fifth_hits = 0, 0, 0, [], [], 0, 0, 0
+        moved, agree, multi, predicted_bins, labels, sig_hits, fifth_hits = 0, 0, 0, [], [], 0, 0
+        template_hits = {"template": 0, "template_linear": 0}
         for clip in pieces:
             magnitude = cache[clip["path"]]
             windows = windows_of(magnitude, DEFAULT_OFFSET, compression)
@@ -221,8 +225,10 @@ def study_metrics(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: 
             signature = signature_of(clip["tonic"], clip["mode"])
             predicted_bins.append(q)
             labels.append(signature)
-            tonic, mode, _ = template_key(chroma_from_window(windows.permute(1, 0, 2).flatten(1).numpy(), DEFAULT_OFFSET))
-            template_hits += signature_of(tonic, mode) == signature
+            for name, comp in (("template", compression), ("template_linear", "linear")):
+                window = windows_of(magnitude, DEFAULT_OFFSET, comp).permute(1, 0, 2).flatten(1).numpy()
+                tonic, mode, _ = template_key(chroma_from_window(window, DEFAULT_OFFSET))
+                template_hits[name] += signature_of(tonic, mode) == signature
             if calibration is not None:
                 predicted = int(calibration.signature_of_bin(q))
                 sig_hits += predicted == signature
@@ -236,11 +242,15 @@ def study_metrics(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: 
             key_signature=sig_hits / n if calibration else None,
             within_fifth=fifth_hits / n if calibration else None,
             best_rotation=best / n,
-            template=template_hits / n,
+            **{name: hits / n for name, hits in template_hits.items()},
             distinct_outputs=int(len(set(predicted_bins))),
             segment_agreement=agree / max(1, multi),
         )
-    inst = [c for c in manifest if c.get("instrument") is not None and c["path"] in cache and c["split"] in ("train", "test")]
+    inst = [
+        c for c in manifest
+        if c.get("instrument") is not None and len(c.get("instruments") or [None]) == 1
+        and c["path"] in cache and c["split"] in ("train", "test")
+    ]
     feats, stats, token_cos = {"train": [], "test": []}, {"train": [], "test": []}, []
     targets = {"train": [], "test": []}
     for clip in inst:
@@ -306,6 +316,40 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
     return results
 
 
+def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print) -> list[dict]:
+    """Study metrics of exported models (``mt2 export`` folders) on the corpus test split, appended
+    to ``out/runs.jsonl`` like trained configurations (``steps`` from the folder's training record)."""
+    from mt2.inference import Encoder
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest, cache = load_corpus(corpus, out / "cache")
+    results = []
+    for folder in folders:
+        encoder = Encoder.from_pretrained(folder)
+        model = encoder.model.eval()
+        cfg = StudyConfig(variant=_variant_of(model), model={}, views={"compression": encoder.compression})
+        training = encoder.training_info or {}
+        result = {
+            "name": f"{Path(folder).name} (mt2 pretrain)",
+            "config": {"folder": str(folder), "model": model.config.to_dict()},
+            "steps": training.get("global_step") or training.get("step"),
+            "train_seconds": training.get("train_seconds"),
+            **evaluate(model, cfg, cache, manifest),
+        }
+        results.append(result)
+        with open(out / "runs.jsonl", "a") as handle:
+            handle.write(json.dumps(result) + "\n")
+        log(json.dumps({k: v for k, v in result.items() if k != "config"}))
+        write_table(out)
+    return results
+
+
+def _variant_of(model: MT2Model) -> str:
+    from mt2.model import VARIANTS
+
+    return next(name for name, roles in VARIANTS.items() if roles == model.config.roles)
+
+
 def save_run(model: MT2Model, cfg: StudyConfig, folder: Path) -> None:
     """Keep a study model: ``model.safetensors`` and ``study.json`` (its model and study config)."""
     from safetensors.torch import save_file
@@ -318,7 +362,7 @@ def save_run(model: MT2Model, cfg: StudyConfig, folder: Path) -> None:
 COLUMNS = [
     ("name", "config"), ("steps", "steps"), ("train_seconds", "train s"), ("parameters", "params"),
     ("final_cpsd", "CPSD (floor 2.777)"), ("equivariance", "equiv."), ("key_signature", "key sig."),
-    ("within_fifth", "<= 1 fifth"), ("best_rotation", "best rot."), ("template", "template"),
+    ("within_fifth", "<= 1 fifth"), ("best_rotation", "best rot."), ("template", "template"), ("template_linear", "template lin."),
     ("instrument_knn", "instr. kNN tok1"), ("instrument_knn_input", "instr. kNN input"),
     ("token_cosine", "cos(tok0, tok1)"), ("distinct_outputs", "distinct"), ("segment_agreement", "seg. agree"),
 ]

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=600, help="training steps per configuration (batch 32 tracks)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and evaluation shifts")
     parser.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (runs.jsonl, table.md, cache/)")
+    parser.add_argument("--evaluate", type=Path, nargs="+", metavar="FOLDER", help="instead of training, evaluate exported models (mt2 export folders) and add them to the table")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.set_defaults(func=run)
 
@@ -26,9 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mt2.study import run_study
+    from mt2.study import evaluate_pretrained, run_study
 
     torch.set_num_threads(args.threads)
-    run_study(args.corpus, [n.strip() for n in args.configs.split(",") if n.strip()], args.steps, args.out, args.seed)
+    if args.evaluate:
+        evaluate_pretrained(args.corpus, args.evaluate, args.out)
+    else:
+        run_study(args.corpus, [n.strip() for n in args.configs.split(",") if n.strip()], args.steps, args.out, args.seed)
     print((args.out / "table.md").read_text())
     return 0
