@@ -1,0 +1,20 @@
+"""The linear-probe benchmark (``mt2 bench``; DESIGN.md section 5).
+
+Frozen encoders are read through the public inference API only; one linear layer per task
+is trained on their features with a fixed seed, selected on the validation split and
+scored once on the test split, beside classical DSP baselines measured in the same run.
+
+* one module per task: :mod:`~mt2.bench.key`, :mod:`~mt2.bench.tempo`,
+  :mod:`~mt2.bench.beats`, :mod:`~mt2.bench.chords`, :mod:`~mt2.bench.pitch`,
+  :mod:`~mt2.bench.instrument`, :mod:`~mt2.bench.tagging` (what a task is:
+  :mod:`~mt2.bench.task`);
+* :mod:`~mt2.bench.features`: extraction and its cache; :mod:`~mt2.bench.probe`: the
+  probe; :mod:`~mt2.bench.baselines`: the DSP baselines; :mod:`~mt2.bench.runner`: the
+  run; :mod:`~mt2.bench.report`: results.json, results.md and plots.
+"""
+from mt2.bench import beats, chords, instrument, key, pitch, tagging, tempo
+
+#: The tasks by name, in the order tables list them.
+TASKS = {module.TASK.name: module.TASK for module in (key, chords, tempo, beats, pitch, instrument, tagging)}
+
+__all__ = ["TASKS"]

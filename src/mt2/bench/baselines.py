@@ -1,0 +1,220 @@
+"""Classical DSP baselines, measured in the same run as the models (DESIGN.md section 5).
+
+Features per clip (:func:`dsp_features`, cached like a model's features by
+:class:`DSPExtractor`; the cache is invalidated whenever this file changes):
+
+* ``chroma`` (S, 12), C = 0, at :data:`CHROMA_RATE`: the package's CQT frontend
+  (:class:`mt2.frontend.CQTFrontend`, 99 bins from A0, sqrt magnitude, not normalised)
+  folded into pitch classes by :func:`mt2.keys.chroma_from_window` over segments of
+  :data:`CHROMA_FRAMES` CQT frames (0.256 s).
+* ``spectrum`` (99,): the time-mean of the linear CQT magnitude.
+* ``onset`` (T,) at :data:`ONSET_RATE`: spectral flux (sum over mel bands of the positive
+  change of the log-mel spectrogram), minus its 1-s moving average, half-wave rectified.
+* ``mfcc`` (80,): the mean and standard deviation over time of 20 MFCCs and of their
+  first differences. The MFCCs come from our own mel spectrogram, **not from the CQT**:
+  STFT (Hann window of 1024 samples, hop 160, at 16 kHz), 40 triangular HTK-mel filters
+  from 30 Hz to 8 kHz on the power spectrum, log, DCT-II (orthonormal), first 20
+  coefficients.
+
+Estimators (one per task; the task files score them):
+
+* key: Krumhansl-Kessler templates on the mean chroma (:func:`mt2.keys.template_key`);
+* tempo: the autocorrelation of the onset strength, weighted by a log-normal prior
+  around 120 BPM (one octave wide), peak refined by a parabola (:func:`estimate_tempo`);
+* beats: dynamic programming (Ellis, 2007) on the onset strength (:func:`track_beats`);
+* chords: correlation of the chroma with binary major/minor triad templates, smoothed over
+  three segments, "N" for near-silent segments (:func:`template_chords`);
+* pitch: harmonic summation over the mean CQT spectrum (:func:`harmonic_pitch`);
+* instrument and tags: a linear probe on the MFCC statistics (the task files).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from scipy.fft import dct
+from scipy.ndimage import uniform_filter1d
+
+from mt2.bench.features import Request, source_hash
+from mt2.frontend import FRAME_RATE, MIDI_OF_BIN0, SAMPLE_RATE, CQTFrontend
+from mt2.keys import PITCH_NAMES, chroma_from_window
+
+CHROMA_FRAMES = 8
+CHROMA_RATE = FRAME_RATE / CHROMA_FRAMES  # 3.9 segments per second
+N_FFT = 1024
+STFT_HOP = 160
+ONSET_RATE = SAMPLE_RATE / STFT_HOP  # 100 frames per second
+MEL_BANDS = 40
+MEL_RANGE = (30.0, 8000.0)
+N_MFCC = 20
+#: Tempo search range and prior of :func:`estimate_tempo` (BPM).
+TEMPO_RANGE = (40.0, 250.0)
+PRIOR_BPM = 120.0
+PRIOR_OCTAVES = 1.0
+#: Weight of the tempo deviation in :func:`track_beats` (Ellis's "tightness").
+TIGHTNESS = 100.0
+#: The 25 classes of the majmin chord vocabulary: no chord, then 12 major and 12 minor
+#: triads with roots C..B, in mir_eval syntax.
+MAJMIN_LABELS = ("N", *(f"{p}:maj" for p in PITCH_NAMES), *(f"{p}:min" for p in PITCH_NAMES))
+#: Segments whose chroma energy is below this fraction of the clip's loudest are "N".
+SILENCE = 0.05
+#: Harmonics summed by :func:`harmonic_pitch` and their weights.
+HARMONICS = 5
+HARMONIC_DECAY = 0.8
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def mel_filterbank(n_fft: int = N_FFT, n_mels: int = MEL_BANDS, sample_rate: int = SAMPLE_RATE, fmin: float = MEL_RANGE[0], fmax: float = MEL_RANGE[1]) -> np.ndarray:
+    """``(n_mels, n_fft // 2 + 1)`` triangular filters equally spaced on the HTK mel scale."""
+    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    edges = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return np.maximum(0.0, np.minimum((bins - lower) / (centre - lower), (upper - bins) / (upper - centre)))
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """``(T, MEL_BANDS)`` log power mel spectrogram at :data:`ONSET_RATE` frames per second."""
+    padded = np.pad(np.asarray(audio, np.float32), N_FFT // 2, mode="reflect" if len(audio) > N_FFT // 2 else "constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::STFT_HOP] * np.hanning(N_FFT)
+    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
+    return np.log(power @ mel_filterbank().T + 1e-10)
+
+
+def onset_strength(mel: np.ndarray) -> np.ndarray:
+    """Spectral-flux onset strength ``(T,)`` of a log-mel spectrogram ``(T, bands)``."""
+    flux = np.maximum(0.0, np.diff(mel, axis=0, prepend=mel[:1])).mean(axis=1)
+    return np.maximum(0.0, flux - uniform_filter1d(flux, size=int(ONSET_RATE)))
+
+
+def mfcc_statistics(mel: np.ndarray) -> np.ndarray:
+    """Mean and std of 20 MFCCs and of their deltas over time: ``(80,)``."""
+    mfcc = dct(mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
+    delta = np.diff(mfcc, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
+    return np.concatenate([mfcc.mean(0), mfcc.std(0), delta.mean(0), delta.std(0)]).astype(np.float32)
+
+
+class DSPExtractor:
+    """The classical features of :func:`dsp_features` as a cached feature source
+    (:func:`mt2.bench.features.extract`); its request is ignored."""
+
+    label = "dsp"
+    sample_rate = SAMPLE_RATE
+    request = Request("dsp", 0)
+
+    def __init__(self) -> None:
+        self.weights_hash = source_hash(sys.modules[__name__])
+        self.frontend = CQTFrontend(compression="sqrt", normalize=False)
+
+    def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
+        return dsp_features(audio, self.frontend)
+
+
+@torch.inference_mode()
+def dsp_features(audio: np.ndarray, frontend: CQTFrontend) -> dict[str, np.ndarray]:
+    """``chroma``, ``spectrum``, ``onset`` and ``mfcc`` of mono audio at 16 kHz (module docstring)."""
+    magnitude = frontend.magnitude(torch.from_numpy(np.asarray(audio, np.float32)))[0].numpy()
+    compressed = np.sqrt(np.maximum(magnitude, 0.0))
+    starts = range(0, compressed.shape[1], CHROMA_FRAMES)
+    chroma = np.stack([chroma_from_window(compressed[:, s : s + CHROMA_FRAMES], 0, MIDI_OF_BIN0) for s in starts])
+    mel = log_mel(audio)
+    return {
+        "chroma": chroma.astype(np.float32),
+        "spectrum": magnitude.mean(axis=1).astype(np.float32),
+        "onset": onset_strength(mel).astype(np.float32),
+        "mfcc": mfcc_statistics(mel),
+    }
+
+
+# ----------------------------------------------------------------------------- estimators
+
+
+def estimate_tempo(envelope: np.ndarray, rate: float) -> float:
+    """Tempo in BPM: the best-scoring lag of the autocorrelation of ``envelope`` (sampled at
+    ``rate`` Hz) within :data:`TEMPO_RANGE`, weighted by a log-normal prior around
+    :data:`PRIOR_BPM`. A flat envelope gives the prior's centre."""
+    env = np.asarray(envelope, np.float64) - np.mean(envelope)
+    n = len(env)
+    if n < 3 or not np.any(env):
+        return PRIOR_BPM
+    spectrum = np.fft.rfft(env, 2 * n)
+    autocorrelation = np.fft.irfft(np.abs(spectrum) ** 2)[:n]
+    lags = np.arange(max(1, int(np.floor(60 * rate / TEMPO_RANGE[1]))), min(n - 1, int(np.ceil(60 * rate / TEMPO_RANGE[0]))) + 1)
+    if len(lags) == 0:
+        return PRIOR_BPM
+    prior = np.exp(-0.5 * (np.log2(60 * rate / lags / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
+    score = autocorrelation[lags] * prior
+    best = int(np.argmax(score))
+    lag = float(lags[best])
+    if 0 < best < len(lags) - 1:  # parabolic refinement of the peak
+        a, b, c = score[best - 1 : best + 2]
+        if a - 2 * b + c < 0:
+            lag += 0.5 * (a - c) / (a - 2 * b + c)
+    return 60.0 * rate / lag
+
+
+def track_beats(envelope: np.ndarray, rate: float, bpm: float | None = None) -> np.ndarray:
+    """Beat times in seconds by dynamic programming (Ellis, 2007).
+
+    Each frame's score is its (smoothed) onset strength plus the best score of a
+    predecessor between half and twice the beat period back, penalised by
+    :data:`TIGHTNESS` x (log of the interval over the period)^2; the path is traced back
+    from the best frame of the last period. ``bpm`` defaults to :func:`estimate_tempo`.
+    """
+    env = np.asarray(envelope, np.float64)
+    if len(env) == 0 or not np.any(env):
+        return np.zeros(0)
+    period = 60.0 * rate / (bpm or estimate_tempo(env, rate))
+    width = max(1.0, period / 32)
+    kernel = np.exp(-0.5 * (np.arange(-int(4 * width), int(4 * width) + 1) / width) ** 2)
+    local = np.convolve(env / env.std(), kernel, mode="same")
+    offsets = np.arange(-int(round(2 * period)), -max(1, int(round(period / 2))) + 1)
+    penalty = -TIGHTNESS * np.log(-offsets / period) ** 2
+    cumulative = local.copy()
+    backlink = np.full(len(env), -1)
+    for i in range(len(env)):
+        candidates = i + offsets
+        valid = candidates >= 0
+        if not valid.any():
+            continue
+        scores = penalty[valid] + cumulative[candidates[valid]]
+        best = int(np.argmax(scores))
+        if scores[best] > 0:
+            cumulative[i] = local[i] + scores[best]
+            backlink[i] = candidates[valid][best]
+    tail = max(1, int(round(period)))
+    beat = len(env) - tail + int(np.argmax(cumulative[-tail:]))
+    beats = []
+    while beat >= 0:
+        beats.append(beat)
+        beat = backlink[beat]
+    return np.array(beats[::-1], dtype=np.float64) / rate
+
+
+def template_chords(chroma: np.ndarray) -> list[str]:
+    """A majmin label (:data:`MAJMIN_LABELS`) per chroma segment: the best-correlated binary
+    triad template after smoothing over three segments, "N" below :data:`SILENCE`."""
+    chroma = np.asarray(chroma, np.float64)
+    triads = [np.roll(np.isin(np.arange(12), third), root) for third in ([0, 4, 7], [0, 3, 7]) for root in range(12)]
+    templates = np.array(triads, np.float64)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    energy = np.linalg.norm(chroma, axis=1)
+    scores = uniform_filter1d((chroma / np.maximum(energy, 1e-12)[:, None]) @ templates.T, size=3, axis=0)
+    labels = np.array(MAJMIN_LABELS[1:])[np.argmax(scores, axis=1)]
+    silent = energy < SILENCE * max(energy.max(initial=0.0), 1e-12)
+    return ["N" if quiet else label for label, quiet in zip(labels, silent)]
+
+
+def harmonic_pitch(spectrum: np.ndarray) -> int:
+    """MIDI pitch of the CQT bin (bin 0 = MIDI 21) whose first :data:`HARMONICS` harmonics
+    carry the most weighted magnitude."""
+    spectrum = np.asarray(spectrum, np.float64)
+    salience = np.zeros_like(spectrum)
+    for h in range(1, HARMONICS + 1):
+        shift = int(round(12 * np.log2(h)))
+        salience[: len(spectrum) - shift] += HARMONIC_DECAY ** (h - 1) * spectrum[shift:]
+    return MIDI_OF_BIN0 + int(np.argmax(salience))

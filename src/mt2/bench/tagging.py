@@ -1,0 +1,60 @@
+"""Auto-tagging, clip level, multi-label: one sigmoid per tag seen in training.
+
+Labels: the ``tags`` list (the embedded corpus: instrument families, solo/ensemble, tempo
+class, mode, style; MagnaTagATune: its top 50 tags).
+
+Metrics: ROC-AUC and PR-AUC (average precision), macro-averaged by scikit-learn over the
+tags that have both a positive and a negative clip in the evaluated split. Baseline: a
+linear probe on MFCC statistics, trained and selected like the models' probes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from mt2.bench.probe import evaluate_feature_probe
+from mt2.bench.task import Task, TaskData
+
+
+class TaggingTask(Task):
+    name = "tagging"
+    family = "tags"
+    level = "clip"
+    output = "sigmoid"
+    metrics = ("roc_auc", "pr_auc")
+    baseline_name = "MFCC statistics + linear probe"
+
+    def labelled(self, labels: dict) -> bool:
+        return bool(labels.get("tags"))
+
+    def classes(self, train):
+        return sorted({tag for e in train for tag in e.labels["tags"]})
+
+    def targets(self, example, features, classes):
+        return np.isin(classes, example.labels["tags"]).astype(np.float32)
+
+    def decode(self, example, features, probabilities, classes):
+        return dict(zip(classes, probabilities[0].tolist()))
+
+    def reference(self, example):
+        return list(example.labels["tags"])
+
+    def score(self, references, estimates):
+        """Estimates map tags to scores; tags an estimate lacks score 0."""
+        tags = sorted({tag for e in estimates for tag in e})
+        truth = np.array([[tag in r for tag in tags] for r in references], dtype=int)
+        scores = np.array([[e.get(tag, 0.0) for tag in tags] for e in estimates])
+        usable = (truth.min(axis=0) == 0) & (truth.max(axis=0) == 1)
+        if not usable.any():
+            return {"roc_auc": float("nan"), "pr_auc": float("nan")}
+        truth, scores = truth[:, usable], scores[:, usable]
+        return {
+            "roc_auc": float(roc_auc_score(truth, scores, average="macro")),
+            "pr_auc": float(average_precision_score(truth, scores, average="macro")),
+        }
+
+    def baseline(self, splits: dict[str, TaskData], seed, steps):
+        return evaluate_feature_probe(self, splits, "mfcc", seed, steps)
+
+
+TASK = TaggingTask()
