@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 import mt2
 from mt2.audio import load_audio
-from mt2.calibration import Calibration
+from mt2.calibration import TIMBRES, Calibration
 from mt2.frontend import FRAME_RATE, HOP_LENGTH
 from mt2.inference import (
     READOUTS,
@@ -226,9 +226,9 @@ def test_template_mode_separates_relative_keys():
 def test_calibrate_encoder_stores_its_result():
     encoder = make_encoder()
     encoder.calibration = None
-    calibration = calibrate_encoder(encoder, timbres=("sawtooth", "soft"))
+    calibration = calibrate_encoder(encoder, references="synthetic")
     assert encoder.calibration is calibration and calibration.direction in (1, -1)
-    assert set(calibration.votes) == {"sawtooth", "soft"}
+    assert set(calibration.votes) == set(TIMBRES) and calibration.references == "synthetic"
 
 
 @pytest.mark.parametrize("k", [1, 2, -1])

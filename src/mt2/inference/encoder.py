@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from mt2.audio import RESAMPLE_QUALITY, load_audio, stream_audio
-from mt2.calibration import TIMBRES, Calibration, calibrate
+from mt2.calibration import Calibration, calibrate
 from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, model_window
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
 from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_key
@@ -449,12 +449,12 @@ def load(name_or_path: str | os.PathLike) -> Encoder:
     return Encoder.from_pretrained(resolve(name_or_path))
 
 
-def calibrate_encoder(encoder: Encoder, timbres: tuple[str, ...] = tuple(TIMBRES)) -> Calibration:
-    """Fit and store ``encoder.calibration`` from its own predictions on the synthetic
-    references of :mod:`mt2.calibration` (no labelled audio); returns it.
+def calibrate_encoder(encoder: Encoder, references: str = "rendered") -> Calibration:
+    """Fit and store ``encoder.calibration`` from its own predictions on a reference family
+    of :mod:`mt2.calibration` (no labelled audio); returns it.
 
     Raises:
         mt2.calibration.CalibrationError: the reference timbres disagree on the direction.
     """
-    encoder.calibration = calibrate(lambda audio: int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE))), timbres)
+    encoder.calibration = calibrate(lambda audio: int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE))), references)
     return encoder.calibration
