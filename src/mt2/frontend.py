@@ -22,6 +22,10 @@ WINDOW_BINS = 84
 MAX_OFFSET = N_BINS - WINDOW_BINS  # 15
 DEFAULT_OFFSET = 7  # inference window: bins 7..90 = MIDI 28..111
 COMPRESSIONS = ("linear", "sqrt", "log")
+#: How the CQT is computed: nnAudio's ``CQT2010v2`` itself, or the same transform through
+#: :class:`mt2.fast_cqt.FastCQT2010v2` (same filters, FFT decimation in float64; it differs from
+#: nnAudio by nnAudio's own float32 rounding error).
+BACKENDS = ("nnaudio", "fast")
 
 
 class CQTFrontend(nn.Module):
@@ -34,6 +38,10 @@ class CQTFrontend(nn.Module):
 
     Log compression blurs pitch classes at 12 bins per octave (DESIGN.md section 3):
     the default is ``sqrt``, the recipe study's measured choice.
+
+    ``backend`` picks how the CQT is computed (:data:`BACKENDS`): ``nnaudio`` runs nnAudio's
+    ``CQT2010v2``, ``fast`` the same filters through :class:`mt2.fast_cqt.FastCQT2010v2`,
+    several times faster on CPU (``docs/perf/perf.md``).
     """
 
     def __init__(
@@ -45,10 +53,13 @@ class CQTFrontend(nn.Module):
         n_bins: int = N_BINS,
         compression: str = "sqrt",
         normalize: bool = True,
+        backend: str = "nnaudio",
     ) -> None:
         super().__init__()
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression={compression!r} is not one of {COMPRESSIONS}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
         top = fmin * 2 ** ((n_bins - 1) / bins_per_octave)
         if top >= sample_rate / 2:
             raise ValueError(
@@ -63,6 +74,7 @@ class CQTFrontend(nn.Module):
         self.bins_per_octave = bins_per_octave
         self.compression = compression
         self.normalize = normalize
+        self.backend = backend
         self.cqt = CQT2010v2(
             sr=sample_rate,
             hop_length=hop_length,
@@ -72,6 +84,10 @@ class CQTFrontend(nn.Module):
             output_format="Magnitude",
             verbose=False,
         )
+        if backend == "fast":
+            from mt2.fast_cqt import FastCQT2010v2
+
+            self.cqt = FastCQT2010v2(self.cqt)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Compressed and normalised CQT of all ``n_bins`` bins."""

@@ -1,0 +1,295 @@
+"""The ``mt2 perf`` report: a Markdown page with tables and one figure, and the raw JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+#: Targets on 2 CPU cores (the "Performance" issue).
+REALTIME_TARGET, REALTIME_AIM = 100.0, 150.0
+MERT_TARGET, MERT_AIM = 25.0, 40.0
+RSS_TARGET_MB = 1024.0
+LINEAR_TOLERANCE = 0.15  # the time ratio of a doubled duration may be 2 +- 15%
+PIPELINE_TARGET = 3.0
+
+
+def write_report(results: dict, markdown: Path, json_path: Path) -> None:
+    """Write ``markdown`` (with its figure beside it, same name, ``.png``) and ``json_path``."""
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    figure = markdown.with_suffix(".png")
+    plot(results, figure)
+    markdown.write_text(render(results, figure.name))
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def render(results: dict, figure_name: str) -> str:
+    """The Markdown page."""
+    sections = results["sections"]
+    parts = [_header(results), _targets(sections)]
+    writers = {"embed": _embed, "cqt": _cqt, "memory": _memory, "training": _training}
+    for name, writer in writers.items():
+        if name in sections:
+            parts.append(writer(sections[name]))
+    if "embed" in sections:
+        parts.append(_trials(sections["embed"]["result"]))
+    parts.append(f"![Realtime factors and long-file memory]({figure_name})\n")
+    return "\n".join(parts)
+
+
+def _header(results: dict) -> str:
+    env, audio = results["environment"], results["audio"]
+    gpu = (
+        f"GPU present ({env['gpu']}) but every number here is CPU"
+        if env["gpu"] else "**No GPU was measured**: no GPU was available to this run; every number is CPU"
+    )
+    settings = [f"`{name}={value}`" for name, value in env["thread_environment"].items() if value is not None]
+    threading = ", ".join(settings) if settings else "no OpenMP or MKL variable set (library defaults)"
+    return (
+        "# MT2 performance\n\n"
+        f"Written by `mt2 perf` (mt2 {env['mt2_version']}, torch {env['torch_version']}, Python {env['python']}) "
+        f"on {env['date']}, {env['cpu']}, {env['logical_cpus']} logical CPUs, **torch threads: {env['threads']}**. {gpu}.\n\n"
+        f"Load average (1 min) {env['load_average_start']} at the start and {env['load_average_end']} at the end "
+        "(per section below). This run accounts for up to its thread count; anything above means other work shared "
+        "the cores, and times are longer than on an idle machine. Times are the best of several repetitions "
+        "unless said otherwise; settings that are compared run in alternation, so that their ratios hold under a "
+        "changing load.\n\n"
+        f"Thread environment: {threading}.\n\n"
+        f"Audio: {audio['source']}, {audio['seconds']:.0f} s, decoded once at 16 kHz and used by every measurement.\n"
+    )
+
+
+def _load(section: dict) -> str:
+    return f"_Load average {section['load_before']} before, {section['load_after']} after; section took {section['wall_seconds']:.0f} s._\n"
+
+
+def _mark(value: float, target: float, higher: bool = True) -> str:
+    return "yes" if (value >= target if higher else value <= target) else "no"
+
+
+def _targets(sections: dict) -> str:
+    lines = ["## Targets (set for 2 CPU cores)\n", "| target | measured | met |", "|---|---|---|"]
+    if "embed" in sections:
+        for row in sections["embed"]["result"]["rows"]:
+            if row["backend"] == "-":
+                continue
+            label = f"{row['model']}, {row['backend']} CQT"
+            lines.append(f"| embedding >= {REALTIME_TARGET:.0f}x realtime (aim {REALTIME_AIM:.0f}x): {label} | "
+                         f"{row['realtime']:.0f}x | {_mark(row['realtime'], REALTIME_TARGET)} |")
+            lines.append(f"| >= {MERT_TARGET:.0f}x faster than MERT-95M shape (aim {MERT_AIM:.0f}x): {label} | "
+                         f"{row['vs_mert']:.1f}x | {_mark(row['vs_mert'], MERT_TARGET)} |")
+    if "memory" in sections:
+        rows = sections["memory"]["result"]
+        longest = max(row["minutes"] for row in rows)
+        for row in rows:
+            if row["minutes"] == longest:
+                lines.append(f"| peak RSS of a {longest:g}-minute file < 1 GB: {row['model']} | {row['peak_rss_mb']:.0f} MiB | "
+                             f"{_mark(row['peak_rss_mb'], RSS_TARGET_MB, higher=False)} |")
+        for ratio in _time_ratios(rows):
+            linear = abs(ratio["ratio"] / ratio["expected"] - 1) <= LINEAR_TOLERANCE
+            lines.append(f"| time linear in duration: {ratio['label']} (expected {ratio['expected']:g}) | "
+                         f"{ratio['ratio']:.2f} | {'yes' if linear else 'no'} |")
+    if "training" in sections:
+        result = sections["training"]["result"]
+        for train in result["training"]:
+            for source in result["pipeline"]:
+                ratio = source["tracks_per_second"] / train["tracks_per_second"]
+                lines.append(f"| data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['preset']} | "
+                             f"{ratio:.1f}x | {_mark(ratio, PIPELINE_TARGET)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _time_ratios(rows: list[dict]) -> list[dict]:
+    """Time ratio of each long file to the previous one, for the model timed at every duration,
+    with the duration ratio it should equal."""
+    rows = [row for row in rows if row["model"] == rows[0]["model"]]
+    return [
+        {"label": f"{b['minutes']:g} min / {a['minutes']:g} min", "ratio": b["seconds"] / a["seconds"], "expected": b["minutes"] / a["minutes"]}
+        for a, b in zip(rows, rows[1:])
+    ]
+
+
+def _embed(section: dict) -> str:
+    result = section["result"]
+    lines = [
+        "## Embedding speed: `Encoder.embed` against a MERT-95M-shaped network\n",
+        _load(section),
+        "Same audio, same process, same threads. MT2 through its public `Encoder.embed` (4-s windows, 16 per "
+        "batch, CQT included) with each CQT backend; the MERT-shaped network (`mt2.perf.mert_shape`, random "
+        "weights) resamples to 24 kHz and runs 5-s windows, 4 per batch. FLOPs are counted by "
+        "`torch.utils.flop_counter.FlopCounterMode` (matrix products, convolutions, attention; MT2's with the "
+        "nnAudio CQT, whose convolutions it sees) per second of audio.\n",
+        "| model | what | CQT backend | parameters | GFLOP per audio s | time (s) | realtime | x faster than MERT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['model']} | {row['description']} | {row['backend']} | {row['parameters'] / 1e6:.2f} M | "
+            f"{row['gflop_per_second']:.2f} | {row['seconds']:.2f} | {row['realtime']:.1f}x | {row['vs_mert']:.1f} |"
+        )
+    lines.append(
+        "\nThe pitch-class layout keeps 12 x 48 equivariant channels per token and runs each roll-commuting map as "
+        "its expanded dense matrix, so it costs like a ViT of width 576 + 96; the plain layout is the width-192 "
+        "ViT-Tiny; four frames per token cut the token count by four.\n"
+    )
+    return "\n".join(lines)
+
+
+def _cqt(section: dict) -> str:
+    result = section["result"]
+    lines = [
+        "## CQT: the `fast` backend against nnAudio `CQT2010v2`\n",
+        _load(section),
+        "`CQTFrontend(backend=\"fast\")` (`mt2.fast_cqt`) applies nnAudio's own CQT2010v2 kernels and decimation "
+        "filters (sr 16000, hop 512, fmin 27.5 Hz, 99 bins, 12 per octave): the decimations as FFT correlations in "
+        "float64, the kernel bank as one float32 matrix product per octave. Errors are on the model windows "
+        "(`mt2.frontend.model_window`: 84 bins at the inference offset, sqrt, divided by the window mean), so they "
+        "are in units of the window mean; the relative error is over values above 1% of the mean. 'exact' is "
+        "nnAudio's transform evaluated in float64. nnAudio's float32 result leaves a rounding floor about 1e-7 below "
+        "the loudest component in every bin, which the square root and the division by a small window mean (a pure "
+        "high tone) lift: on such signals the backends differ by nnAudio's own rounding error, and the fast backend "
+        "is the closer of the two to the exact transform. Tolerance: the fast backend no farther from the exact "
+        "transform than nnAudio, and within max abs "
+        f"{result['tolerance']['max_abs']:g} and mean abs {result['tolerance']['mean_abs']:g} of nnAudio.\n",
+        "| signal | windows | max abs error | mean abs error | max relative error | within tolerance "
+        "| nnAudio vs exact (max abs) | fast vs exact (max abs) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["agreement"]:
+        lines.append(f"| {row['signal']} | {row['windows']} | {row['max_abs']:.1e} | {row['mean_abs']:.1e} | "
+                     f"{row['max_rel']:.1e} | {'yes' if row['within_tolerance'] else 'no'} | "
+                     f"{row['nnaudio_vs_exact']:.1e} | {row['fast_vs_exact']:.1e} |")
+    lines += [
+        "\nSpeed of `CQTFrontend.magnitude` alone (4.03-s windows):\n",
+        "| windows per call | nnAudio (ms per window) | fast (ms per window) | nnAudio realtime | fast realtime | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["speed"]:
+        lines.append(f"| {row['batch']} | {1e3 * row['nnaudio_s_per_window']:.1f} | {1e3 * row['fast_s_per_window']:.1f} | "
+                     f"{row['nnaudio_realtime']:.0f}x | {row['fast_realtime']:.0f}x | {row['speedup']:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def _memory(section: dict) -> str:
+    rows = section["result"]
+    lines = [
+        "## Long files: `Encoder.embed_file`, one child process per file\n",
+        _load(section),
+        "Generated stereo 44.1 kHz FLAC files (the measured music, repeated), embedded with the default (nnAudio) "
+        "CQT by the preset's default model at every duration and by the other layouts at the longest. Peak RSS is the child's high-water mark (`VmHWM`); 'before the file' is its peak "
+        "after imports and model construction; the output is the returned arrays (one vector per frame token), "
+        "the only part that grows with the duration; 'growth / output' is the peak above 'before the file' over the size of "
+        "those arrays (above 1: buffers of the encoder's own, such as the per-window lists that `Encoder.embed` "
+        "concatenates at the end).\n",
+        "| model | minutes | time (s) | realtime | peak RSS (MiB) | before the file (MiB) | output arrays (MiB) "
+        "| growth / output | frame tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        growth = (row["peak_rss_mb"] - row["ready_rss_mb"]) / max(row["output_mb"], 1e-9)
+        lines.append(f"| {row['model']} | {row['minutes']:g} | {row['seconds']:.1f} | {row['realtime']:.1f}x | {row['peak_rss_mb']:.0f} | "
+                     f"{row['ready_rss_mb']:.0f} | {row['output_mb']:.0f} | {growth:.1f} | {row['frames']} |")
+    lines.append("")
+    lines += [f"Time ratio {r['label']}: {r['ratio']:.2f} (linear cost: {r['expected']:g})." for r in _time_ratios(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _training(section: dict) -> str:
+    result = section["result"]
+    lines = [
+        "## Training on CPU and the data pipeline\n",
+        _load(section),
+        "One step: views A, B, C of the batch (`sample_views`, made before the clock starts), "
+        "`ssl_losses`, backward, clipping, AdamW, under `mt2.study.BASE` (pitch-class, 4 frames per token). "
+        "Median of the timed steps after one warm-up step. Audio seconds per second counts the two 4-s segments "
+        "(A and B) of every track.\n",
+        "| preset | parameters | batch | s per step | steps per s | tracks per s | audio s per s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["training"]:
+        lines.append(f"| {row['preset']} | {row['parameters'] / 1e6:.2f} M | {row['batch']} | {row['step_seconds']:.2f} | "
+                     f"{row['steps_per_second']:.3f} | {row['tracks_per_second']:.1f} | {row['audio_seconds_per_second']:.0f} |")
+    presets = [row["preset"] for row in result["training"]]
+    lines += [
+        f"\nData pipeline per track, measured on {len(result['files'])} files (best of repetitions), and its "
+        "throughput over what a training step consumes (tracks per second). Cut views always come from cached "
+        "magnitudes; the decoding forms add decoding and the CQT of the whole file (the shard path).\n",
+        "| source | ms per track | tracks per s | audio s per s | " + " | ".join(f"x {p} training" for p in presets) + " |",
+        "|---|---|---|---|" + "---|" * len(presets),
+    ]
+    for source in result["pipeline"]:
+        audio = source.get("audio_seconds_per_second")
+        ratios = " | ".join(f"{source['tracks_per_second'] / row['tracks_per_second']:.1f}" for row in result["training"])
+        lines.append(f"| {source['source']} | {1e3 * source['seconds_per_track']:.1f} | {source['tracks_per_second']:.1f} | "
+                     f"{'-' if audio is None else f'{audio:.0f}'} | {ratios} |")
+    lines.append(
+        "\nOn 2 cores the pipeline and the trainer share the CPU (DataLoader workers are processes): a ratio of r "
+        "means the pipeline takes about 1/r of the time the trainer does.\n"
+    )
+    return "\n".join(lines)
+
+
+def _trials(result: dict) -> str:
+    lines = [
+        "## What was tried\n",
+        f"On `{result['profile_model']}` and the first {result['trial_seconds']:.0f} s of the audio. Profile of one "
+        "`Encoder.embed` call (operators with the most self CPU time):\n",
+        "| CQT backend | operator | share | ms |",
+        "|---|---|---|---|",
+    ]
+    for backend, operators in result["profile"].items():
+        for op in operators:
+            lines.append(f"| {backend} | `{op['name']}` | {100 * op['share']:.0f}% | {op['ms']:.0f} |")
+    lines += [
+        "\nOther settings, fast CQT backend (`threads` and `batch`: whole `Encoder.embed`; `autograd` and `compile`: "
+        "the model's forward pass on 16 windows):\n",
+        "| trial | setting | time (s) | realtime | time / best of the trial | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    fastest: dict[str, float] = {}
+    for row in result["trials"]:
+        fastest[row["trial"]] = min(fastest.get(row["trial"], float("inf")), row["seconds"])
+    for row in result["trials"]:
+        lines.append(f"| {row['trial']} | {row['setting']} | {row['seconds']:.3f} | {row['realtime']:.1f}x | "
+                     f"{row['seconds'] / fastest[row['trial']]:.2f} | {row['note']} |")
+    if not any(row["trial"] == "compile" for row in result["trials"]):
+        lines.append("\n`torch.compile` was not tried in this run (`mt2 perf --compile` tries it).")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    """Realtime factor of every embedding row (log scale) and peak RSS against file duration."""
+    sections = results["sections"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    if "embed" in sections:
+        rows = sections["embed"]["result"]["rows"]
+        labels = [row["model"] + ("" if row["backend"] == "-" else f"\n{row['backend']} CQT") for row in rows]
+        left.barh(range(len(rows)), [row["realtime"] for row in rows], color=["tab:gray" if row["backend"] == "-" else "tab:blue" for row in rows])
+        left.set_yticks(range(len(rows)), labels, fontsize=8)
+        left.invert_yaxis()
+        left.set_xscale("log")
+        left.axvline(REALTIME_TARGET, color="tab:red", linestyle="--", label=f"target {REALTIME_TARGET:.0f}x")
+        left.set_xlabel("realtime factor (audio seconds per second)")
+        left.legend(loc="lower right")
+    left.set_title(f"Embedding, {results['environment']['threads']} CPU threads")
+    right.set_title("Encoder.embed_file memory")
+    if "memory" in sections:
+        every = sections["memory"]["result"]
+        rows = [row for row in every if row["model"] == every[0]["model"]]
+        minutes = [row["minutes"] for row in rows]
+        right.plot(minutes, [row["peak_rss_mb"] for row in rows], "o-", label="peak RSS")
+        right.plot(minutes, [row["ready_rss_mb"] for row in rows], "^:", label="before the file")
+        right.plot(minutes, [row["output_mb"] for row in rows], "s--", label="returned arrays")
+        right.axhline(RSS_TARGET_MB, color="tab:red", linestyle="--", label="1 GB")
+        right.set_title(f"Encoder.embed_file memory, {rows[0]['model']}")
+        right.set_xlabel("file duration (minutes)")
+        right.set_ylabel("MiB")
+        right.set_ylim(bottom=0)
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""Training speed on CPU and whether the data pipeline keeps up with it.
+
+A training step is the recipe study's (:func:`mt2.study.train` with :data:`mt2.study.BASE`):
+views A, B, C of ``batch`` tracks (:func:`mt2.training.views.sample_views`), the MT2
+objective (:func:`mt2.training.objective.ssl_losses`), backward, gradient clipping at 1 and
+an AdamW step. The views are made before the clock starts, so that the step time is the
+model's alone. A step consumes ``batch`` tracks, and from each two 4-s segments (A and B;
+C is A cut at another offset), which is what "audio seconds per second" counts.
+
+The data pipeline is timed apart, per track, in its two forms (:mod:`mt2.data.pretrain`):
+
+* ``cached``: magnitudes read from the CQT cache (float16) and cut into views;
+* ``decode + CQT``: a file decoded and transformed on the fly (the shard path,
+  :func:`mt2.data.pretrain.magnitude_of`), with each CQT backend, then cut into views.
+
+``ratio`` is the tracks per second the pipeline makes over the tracks per second a
+training step consumes: at 3 or more, the pipeline can keep the trainer busy while using a
+third of the CPU time or less.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mt2.audio import load_audio
+from mt2.data.pretrain import magnitude_of
+from mt2.frontend import BACKENDS, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
+from mt2.model import count_parameters
+from mt2.perf.measure import best_time, best_times
+from mt2.study import BASE, build
+from mt2.training.objective import ssl_losses
+from mt2.training.views import ViewConfig, sample_views
+
+
+def segment_seconds(view_config: ViewConfig) -> float:
+    """Duration of one training segment (view A or B)."""
+    return view_config.segment_frames * HOP_LENGTH / SAMPLE_RATE
+
+
+def training_speed(preset: str, batch_size: int, steps: int, clips: list[np.ndarray], seed: int = 0) -> dict:
+    """Median step time of ``steps`` training steps of ``preset`` under :data:`mt2.study.BASE`
+    (one untimed step first), on views cut from the magnitudes ``clips``."""
+    cfg = replace(BASE, preset=preset, batch_size=batch_size)
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    model = build(cfg).train()
+    view_config = ViewConfig(**cfg.views)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    batches = [sample_views([clips[i] for i in generator.integers(len(clips), size=batch_size)], view_config, generator) for _ in range(2)]
+
+    def step(views) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        ssl_losses(model, views).total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    step(batches[0])
+    times = []
+    for i in range(max(1, steps)):
+        start = time.perf_counter()
+        step(batches[i % 2])
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return {
+        "preset": preset,
+        "parameters": count_parameters(model),
+        "batch": batch_size,
+        "steps_timed": len(times),
+        "step_seconds": seconds,
+        "steps_per_second": 1 / seconds,
+        "tracks_per_second": batch_size / seconds,
+        "audio_seconds_per_second": batch_size * 2 * segment_seconds(view_config) / seconds,
+    }
+
+
+def pipeline_speed(files: list[Path], batch_size: int, repeats: int, seed: int = 0) -> list[dict]:
+    """Seconds per track of the data pipeline in each form (module docstring), measured on
+    ``files``; rows ``source``, ``seconds_per_track``, ``tracks_per_second`` and, for the
+    decoding forms, ``audio_seconds_per_second`` (audio decoded and transformed per second)."""
+    view_config = ViewConfig(**BASE.views)
+    generator = np.random.default_rng(seed)
+    audio = [load_audio(path, SAMPLE_RATE) for path in files]
+    fast = CQTFrontend(backend="fast")
+    cached = [magnitude_of(fast, clip).astype(np.float16) for clip in audio]
+
+    chosen = generator.integers(len(cached), size=batch_size)
+    batch_views = best_time(lambda: sample_views([np.asarray(cached[i], dtype=np.float32) for i in chosen], view_config, generator), repeats)
+    cut = batch_views / batch_size  # seconds to cut one track's views out of cached magnitudes
+    rows = [{"source": "cached", "seconds_per_track": cut, "tracks_per_second": 1 / cut}]
+    audio_seconds = sum(clip.size for clip in audio) / SAMPLE_RATE
+
+    def decode_all(frontend: CQTFrontend) -> None:
+        for path in files:
+            magnitude_of(frontend, load_audio(path, SAMPLE_RATE))
+
+    frontends = {backend: CQTFrontend(backend=backend) for backend in BACKENDS}
+    decoding = best_times({backend: (lambda f=frontend: decode_all(f)) for backend, frontend in frontends.items()}, repeats)
+    for backend, seconds in decoding.items():
+        per_track = seconds / len(files) + cut
+        rows.append({
+            "source": f"decode + CQT ({backend})",
+            "seconds_per_track": per_track,
+            "tracks_per_second": 1 / per_track,
+            "audio_seconds_per_second": audio_seconds / len(files) / per_track,
+        })
+    return rows

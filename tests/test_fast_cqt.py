@@ -1,0 +1,58 @@
+"""The ``fast`` CQT backend computes nnAudio's CQT2010v2 (issue "Performance")."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mt2.fast_cqt import FastCQT2010v2, fft_decimate
+from mt2.frontend import CQTFrontend
+from mt2.perf.cqt_check import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, WINDOW_SECONDS, compare_backends
+from mt2.perf.signals import harmonic_tone
+
+
+@pytest.mark.parametrize("midi", [60, 96, [48, 64, 67, 72]], ids=["tone C4", "tone C7", "chord C3 E4 G4 C5"])
+def test_model_windows_agree_within_tolerance(midi):
+    """What the model sees (84 bins, sqrt, normalised to mean 1) is within the stated tolerance of
+    nnAudio, and no farther from the exact (float64) transform than nnAudio's float32 output."""
+    (row,) = compare_backends({"signal": harmonic_tone(midi, 2 * WINDOW_SECONDS)})
+    assert row["max_abs"] <= TOLERANCE_MAX_ABS and row["mean_abs"] <= TOLERANCE_MEAN_ABS, row
+    assert row["fast_vs_exact"] <= row["nnaudio_vs_exact"], row
+    assert row["within_tolerance"]
+
+
+def test_half_silent_window_stays_exact():
+    """The zero-padded last window of a file: FFT rounding must not lift the silent half."""
+    audio = np.zeros(int(WINDOW_SECONDS * 16_000), np.float32)
+    audio[:16_000] = harmonic_tone([48, 64, 67, 72], 1.0)
+    (row,) = compare_backends({"signal": audio})
+    assert row["fast_vs_exact"] < 1e-4 and row["within_tolerance"], row
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:nnAudio.utils")  # reflect padding of short octaves
+@pytest.mark.parametrize("samples", [64_512, 12_345, 1_000], ids=["window", "odd length", "too short to reflect"])
+@pytest.mark.parametrize("n_bins", [99, 60], ids=["99 bins", "60 bins (early downsampling)"])
+def test_raw_magnitudes_agree_to_float32_rounding(samples, n_bins):
+    """Same shapes, and values equal up to float32 rounding (relative to the largest magnitude)."""
+    nnaudio, fast = CQTFrontend(n_bins=n_bins), CQTFrontend(n_bins=n_bins, backend="fast")
+    audio = torch.from_numpy(np.random.default_rng(0).standard_normal((2, samples)).astype(np.float32))
+    expected, got = nnaudio.magnitude(audio), fast.magnitude(audio)
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max() / expected.max()) < 1e-5
+
+
+def test_fft_decimate_equals_strided_convolution():
+    x = torch.randn(3, 1001, dtype=torch.float64)
+    taps = torch.randn(256, dtype=torch.float64)
+    for factor in (2, 4):
+        expected = torch.nn.functional.conv1d(x[:, None], taps[None, None], stride=factor, padding=127)[:, 0]
+        torch.testing.assert_close(fft_decimate(x, taps, factor), expected)
+
+
+def test_backend_is_an_option_and_nnaudio_the_default():
+    assert CQTFrontend().backend == "nnaudio"
+    assert isinstance(CQTFrontend(backend="fast").cqt, FastCQT2010v2)
+    with pytest.raises(ValueError, match="backend"):
+        CQTFrontend(backend="librosa")
+    with pytest.raises(ValueError, match="too few"):
+        CQTFrontend(backend="fast").magnitude(torch.zeros(1, 100))
