@@ -261,7 +261,7 @@ def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
     make_encoder().save_pretrained(model)
     out = tmp_path / "out"
     status = main([
-        "bench", "--models", str(model), f"random:{model}", "contrastive", "--readouts", "average", "frames", "zero-shot",
+        "bench", "--models", str(model), f"random:{model}", str(tmp_path / "no-such-model"), "--readouts", "average", "frames", "zero-shot",
         "--layers", "0", "-1", "--data", str(tiny_corpus), "--out", str(out), "--cache", str(tmp_path / "cache"),
         "--probe-steps", "40", "--encoder", "test_bench:FakeMert",
     ])
@@ -269,7 +269,8 @@ def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
     results = json.loads((out / "results.json").read_text())
     assert {"config", "versions", "seeds", "results", "claims", "systems"} <= results.keys()
     systems = {s["label"]: s for s in results["systems"]}
-    assert systems["contrastive"]["status"] == "missing" and "not in this installation" in systems["contrastive"]["error"]
+    missing = systems[str(tmp_path / "no-such-model")]
+    assert missing["status"] == "missing" and "no-such-model" in missing["error"]
     assert systems["test_bench:FakeMert"]["status"] == "ok"
     measured = {(e["task"], e["system"], e["readout"], e["layer"]) for e in results["results"]}
     for task in TASKS:
