@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 REALTIME_TARGET, REALTIME_AIM = 100.0, 150.0
 MERT_TARGET, MERT_AIM = 25.0, 40.0
 RSS_TARGET_MB = 1024.0
-LINEAR_TOLERANCE = 0.15  # the time ratio of a doubled duration may be 2 +- 15%
+LINEAR_TOLERANCE = 0.15  # a time ratio may differ from the duration ratio by 15%
 PIPELINE_TARGET = 3.0
 
 
@@ -180,11 +180,12 @@ def _memory(section: dict) -> str:
         "## Long files: `Encoder.embed_file`, one child process per file\n",
         _load(section),
         "Generated stereo 44.1 kHz FLAC files (the measured music, repeated), embedded with the default (nnAudio) "
-        "CQT by the preset's default model at every duration and by the other layouts at the longest. Peak RSS is the child's high-water mark (`VmHWM`); 'before the file' is its peak "
-        "after imports and model construction; the output is the returned arrays (one vector per frame token), "
-        "the only part that grows with the duration; 'growth / output' is the peak above 'before the file' over the size of "
-        "those arrays (above 1: buffers of the encoder's own, such as the per-window lists that `Encoder.embed` "
-        "concatenates at the end).\n",
+        "CQT by the preset's default model at every duration and by the other layouts at the longest. Peak RSS is "
+        "the child's high-water mark (`VmHWM`); 'before the file' is its peak after imports and model construction; "
+        "the output is the returned arrays (one vector per frame token), the only part of the result that grows "
+        "with the duration. 'growth / output' is the peak above 'before the file' over the size of those arrays: "
+        "the fixed buffers of decoding and of one batch, plus the per-window arrays that `Encoder.embed` keeps "
+        "until it concatenates them at the end.\n",
         "| model | minutes | time (s) | realtime | peak RSS (MiB) | before the file (MiB) | output arrays (MiB) "
         "| growth / output | frame tokens |",
         "|---|---|---|---|---|---|---|---|---|",
