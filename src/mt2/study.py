@@ -186,14 +186,11 @@ def make_bin_predictor(model: MT2Model, compression: str):
     return predict_bin
 
 
-def evaluate(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[dict], seed: int = 0) -> dict:
-    """All study metrics on the test split (kNN fitted on the train split)."""
-    return study_metrics(model, cfg, cache, manifest, seed)
+def evaluate(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[dict], seed: int = 0, calibrate_key: bool = True) -> dict:
+    """All study metrics on the test split (kNN fitted on the train split).
 
-
-def study_metrics(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[dict], seed: int = 0, calibrate_key: bool = True) -> dict:
-    """:func:`evaluate`; without ``calibrate_key`` the calibration on synthetic references (the
-    costly part on CPU: a CQT per reference) is skipped, and with it ``key_signature`` and
+    Without ``calibrate_key`` the calibration on rendered references (the costly part on
+    CPU: a render and a CQT per reference) is skipped, and with it ``key_signature`` and
     ``within_fifth`` (``None``); ``best_rotation`` still measures the key information."""
     compression = ViewConfig(**cfg.views).compression
     generator = np.random.default_rng(seed)

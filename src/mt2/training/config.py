@@ -64,7 +64,7 @@ class PretrainConfig:
         return ViewConfig(**self.views)
 
     def study_config(self) -> StudyConfig:
-        """The same settings as a recipe-study configuration (for :func:`mt2.study.study_metrics`)."""
+        """The same settings as a recipe-study configuration (for :func:`mt2.study.evaluate`)."""
         return StudyConfig(
             preset=self.preset, variant=self.variant, model=dict(self.model), views=dict(self.views),
             lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size, warmup=self.warmup,
