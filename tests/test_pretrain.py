@@ -324,6 +324,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         dist.all_reduce(total)
         if rank == 0:
             torch.save({"loss": total / world, "grads": {n: p.grad for n, p in model.named_parameters()}}, out)
+        dist.barrier()  # no rank tears gloo down while the other still communicates
     finally:
         dist.destroy_process_group()
 
