@@ -9,7 +9,7 @@ the table is reproducible by name. Metrics (DESIGN.md section 3, issue "recipe s
 * ``equivariance``: share of clips whose argmax moves by the transposition (window cut
   ``k`` bins higher -> argmax ``k`` lower);
 * ``key_signature`` / ``within_fifth``: zero-shot key signature of token 0 after
-  calibration on synthetic references (:mod:`mt2.calibration`), and the share within one
+  calibration on rendered references (:mod:`mt2.calibration`), and the share within one
   step on the circle of fifths; ``best_rotation``: the same with the best rotation and
   direction chosen after the fact on the test labels (an upper bound of calibration);
 * ``template`` / ``template_linear``: Krumhansl templates on the octave-folded input

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by mt2 pretrain")
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--no-calibrate", action="store_true",
-                        help="skip the calibration of the equivariant output on synthetic references (a few seconds to a minute on CPU)")
+                        help="skip the calibration of the equivariant output on rendered references (about a minute on CPU)")
     parser.set_defaults(func=run)
 
 

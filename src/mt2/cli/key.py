@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "key",
         help="estimate the key of audio files from the equivariant token",
         description="Print one line per file: path<TAB>key<TAB>signature<TAB>confidence. The key signature comes "
-        "from the self-supervised equivariant token (calibrated on synthetic references); major versus minor from "
+        "from the self-supervised equivariant token (calibrated on rendered reference pieces); major versus minor from "
         "the model's mode probe if it stores one, otherwise from Krumhansl-Kessler templates. A file that cannot "
         "be read is reported on one stderr line and skipped; the exit status is 1 if any file failed.",
     )

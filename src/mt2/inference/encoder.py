@@ -17,7 +17,7 @@ weigh nothing in clip averages: a window weighs its number of valid frames.
 
 **Keys.** The key signature comes from the equivariant class token alone, which was
 trained without labels; the :class:`~mt2.calibration.Calibration` stored with the
-weights (fitted on synthetic references, no labels either) says which output bin is
+weights (fitted on rendered reference pieces, no labelled recording) says which output bin is
 which signature. Major versus minor is not self-supervised: it comes from the stored
 mode probe (a linear classifier trained with labels) when there is one, and otherwise
 from the Krumhansl-Kessler templates on the input chroma (no learning), comparing only

@@ -5,7 +5,7 @@ Lightning checkpoints (``last.ckpt``, ``best.ckpt``) are this project's own file
 with ``torch.load(weights_only=True)``; users load only the exported folder, which holds no
 pickle. The export builds an :class:`~mt2.inference.Encoder` from the checkpoint's model and
 pretraining config (input compression; ``training``: preset, variant, step, the config),
-calibrates its equivariant output on the synthetic references
+calibrates its equivariant output on the rendered references
 (:func:`~mt2.inference.calibrate_encoder`) and saves it with ``save_pretrained``.
 """
 from __future__ import annotations
