@@ -38,6 +38,14 @@ def find_audio(paths: list[Path]) -> list[tuple[Path, Path]]:
     return found
 
 
+def find_audio_or_report(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """:func:`find_audio`, printing one error line on stderr when nothing is found (then ``[]``)."""
+    found = find_audio(paths)
+    if not found:
+        print(f"error: no audio files found in {', '.join(map(str, paths))}", file=sys.stderr)
+    return found
+
+
 def load_encoder(args: argparse.Namespace, check: Callable | None = None):
     """The encoder named by ``--model`` on ``--device``, or None after a one-line error.
 

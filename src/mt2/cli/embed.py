@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from mt2.cli._files import add_common_arguments, find_audio, for_each_file, load_encoder
+from mt2.cli._files import add_common_arguments, find_audio_or_report, for_each_file, load_encoder
 
 FORMATS = ("npz", "safetensors")
 
@@ -35,9 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files = find_audio(args.paths)
+    files = find_audio_or_report(args.paths)
     if not files:
-        print(f"error: no audio files found in {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
     encoder = load_encoder(args, lambda e: e.check_readout(args.readout, args.layer))
     if encoder is None:
