@@ -122,6 +122,14 @@ def test_small_plan_covers_keys_styles_and_instruments():
     assert len(jobs) > 100
 
 
+@pytest.mark.parametrize("seed", [7, 2026])
+def test_keys_plan_is_one_generated_piece_per_key(seed):
+    jobs = plan("keys", seed)
+    assert {job.source for job in jobs} == {"generator"}
+    assert sorted((job.tonic, job.mode) for job in jobs) == sorted((t, m) for t in range(12) for m in ("major", "minor"))
+    assert all(str(seed) in job.piece_id for job in jobs)  # another seed, other pieces
+
+
 def test_single_note_pitch_is_in_the_cqt(tiny, clips, frontend):
     """The labelled pitch is the note's fundamental, up to an octave.
 

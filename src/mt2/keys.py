@@ -74,3 +74,43 @@ def chroma_from_window(window: np.ndarray, offset: int, midi_of_bin0: int = 21) 
     profile = window.mean(axis=-1)
     pitch_classes = (midi_of_bin0 + offset + np.arange(profile.shape[0])) % 12
     return np.bincount(pitch_classes, weights=profile, minlength=12)
+
+
+def key_scores(references: list[str], estimates: list[str]) -> dict[str, float]:
+    """Clip-level key metrics of estimated against reference key names (mir_eval syntax).
+
+    - ``weighted``: the MIREX score, ``mir_eval.key.weighted_score`` averaged over clips
+      (1 same key, 0.5 a fifth away, 0.3 relative, 0.2 parallel, else 0);
+    - ``accuracy``: share of exact keys;
+    - ``signature``: share with the right key signature (the key or its relative, what the
+      equivariant token can know, :func:`signature_of`);
+    - ``within_fifth``: share with the signature at most one step away on the circle of fifths;
+    - ``clips``: how many pairs were scored.
+
+    The two signature metrics count only references in major or minor (mir_eval's ``other``
+    mode and ``X`` have no signature); NaN if there is none.
+    """
+    import mir_eval
+
+    if len(references) != len(estimates):
+        raise ValueError(f"{len(references)} references but {len(estimates)} estimates")
+    if not references:
+        raise ValueError("no clips to score: every reference key is missing")
+    weighted = np.array([mir_eval.key.weighted_score(r, e) for r, e in zip(references, estimates)])
+    distances = np.array([_signature_distance(r, e) for r, e in zip(references, estimates)])
+    known = distances[~np.isnan(distances)]
+    return {
+        "weighted": float(weighted.mean()),
+        "accuracy": float(np.mean(weighted == 1.0)),
+        "signature": float(np.mean(known == 0)) if known.size else float("nan"),
+        "within_fifth": float(np.mean(known <= 1)) if known.size else float("nan"),
+        "clips": len(references),
+    }
+
+
+def _signature_distance(reference: str, estimate: str) -> float:
+    """Circle-of-fifths steps between the two signatures; NaN if either is not major/minor."""
+    try:
+        return float(fifths_distance(signature_of(*parse_key(reference)), signature_of(*parse_key(estimate))))
+    except ValueError:
+        return float("nan")

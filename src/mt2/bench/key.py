@@ -8,11 +8,10 @@ The zero-shot estimate of an encoder (``encoder.key``: token 0, no probe) is sco
 """
 from __future__ import annotations
 
-import mir_eval
 import numpy as np
 
 from mt2.bench.task import IGNORE, Task, TaskData
-from mt2.keys import MODES, key_name, parse_key, template_key
+from mt2.keys import MODES, key_name, key_scores, parse_key, template_key
 
 #: Class ``i`` is tonic ``i % 12`` (C = 0) in mode ``MODES[i // 12]``.
 KEYS = tuple(key_name(i % 12, MODES[i // 12]) for i in range(24))
@@ -51,9 +50,8 @@ class KeyTask(Task):
         return example.labels["key"]
 
     def score(self, references, estimates):
-        weighted = [mir_eval.key.weighted_score(r, e) for r, e in zip(references, estimates)]
-        exact = [float(w == 1.0) for w in weighted]
-        return {"weighted": float(np.mean(weighted)), "accuracy": float(np.mean(exact))}
+        scores = key_scores(references, estimates)
+        return {metric: scores[metric] for metric in self.metrics}
 
     def baseline(self, splits: dict[str, TaskData], seed, steps):
         test = splits["test"]

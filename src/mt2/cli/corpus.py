@@ -32,7 +32,8 @@ def _add_render(actions) -> None:
         "--size",
         choices=list(SIZES),
         default="small",
-        help="tiny: a dozen clips (tests); small: ~130 clips, ~20 min of audio, about a minute to render; "
+        help="tiny: a dozen clips (tests); keys: 24 generated clips, one per key (acceptance set for mt2 key "
+        "--labels; use a seed other than the training corpus's); small: ~130 clips, ~20 min of audio, about a minute to render; "
         "medium: ~3 h of audio; large: every chorale and thousands of generated pieces (default: small)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for everything random; same seed, same corpus (default: 0)")

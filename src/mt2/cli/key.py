@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mt2.cli._files import add_common_arguments, find_audio_or_report, for_each_file, load_encoder
 
@@ -23,7 +24,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print one JSON list instead of lines: objects with path, key, tonic, mode, signature (relative-major "
         "pitch class, C = 0), signature_name, confidence, profile (12 signature probabilities) and mode_source",
     )
+    parser.add_argument(
+        "--labels", type=Path, default=None, metavar="MANIFEST",
+        help="a corpus manifest (manifest.jsonl, or the folder holding it; paths relative to it) with a 'key' per "
+        "clip, e.g. from mt2 corpus render: score the estimates against it and print the key metrics on stderr "
+        "(MIREX weighted, exact key, key signature, within one fifth); with --json every object gets 'label'",
+    )
     parser.set_defaults(func=run)
+
+
+def read_key_labels(manifest: Path) -> dict[Path, str]:
+    """Resolved audio path -> reference key name, for the manifest's clips that have a key."""
+    from mt2.corpus import read_manifest
+
+    folder = manifest if manifest.is_dir() else manifest.parent
+    return {(folder / r["path"]).resolve(): r["key"] for r in read_manifest(manifest) if r.get("key")}
+
+
+def report_scores(results: list[dict]) -> None:
+    """Print the key metrics of the results that have a ``label`` on stderr (one line per metric)."""
+    from mt2.keys import key_scores
+
+    scored = [(r["label"], r["key"]) for r in results if r["label"]]
+    if not scored:
+        print("labels: none of the files has a key in the manifest; nothing scored", file=sys.stderr)
+        return
+    scores = key_scores([ref for ref, _ in scored], [est for _, est in scored])
+    print(f"scored {len(scored)} of {len(results)} files against their labels:", file=sys.stderr)
+    for name, title in (("signature", "key signature"), ("within_fifth", "signature within one fifth"),
+                        ("accuracy", "exact key"), ("weighted", "MIREX weighted")):
+        print(f"  {title:28s} {scores[name]:.3f}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     files = find_audio_or_report(args.paths)
     if not files:
         return 2
+    try:
+        labels = read_key_labels(args.labels) if args.labels is not None else {}
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: labels {args.labels}: cannot read a manifest ({error})", file=sys.stderr)
+        return 2
     encoder = load_encoder(args, lambda e: e.check_key_support())
     if encoder is None:
         return 2
@@ -39,12 +74,16 @@ def run(args: argparse.Namespace) -> int:
 
     def key_one(path, relative) -> None:
         estimate = encoder.key_file(path, batch_size=args.batch_size)
-        if args.json:
-            results.append({"path": str(path), **estimate.to_dict()})
-        else:
+        result = {"path": str(path), **estimate.to_dict()}
+        if args.labels is not None:
+            result["label"] = labels.get(path.resolve())
+        results.append(result)
+        if not args.json:
             tqdm.write(f"{path}\t{estimate.key}\t{estimate.signature_name}\t{estimate.confidence:.3f}", file=sys.stdout)
 
     status = for_each_file(files, key_one, "key")
     if args.json:
         print(json.dumps(results, indent=2))
+    if args.labels is not None:
+        report_scores(results)
     return status

@@ -57,9 +57,13 @@ class SizeSpec:
     note_pitches: int | None  # pitches per program (evenly spread over its range)
 
 
-#: ``tiny`` is for tests (seconds to render); the others are measured in the docs.
+#: ``tiny`` is for tests (seconds to render); ``keys`` is one generated piece in each of the
+#: 24 keys and nothing else (an acceptance set for key estimation: render it with a seed
+#: other than the training corpus's and its pieces were never heard in training); the others
+#: are measured in the docs.
 SIZES = {
     "tiny": SizeSpec(6, 1, 2, 1, 1, 2, 3),
+    "keys": SizeSpec(24, 1, 0, 1, 1, 0, 0),
     "small": SizeSpec(72, 1, 24, 1, 2, 8, 6),
     "medium": SizeSpec(400, 1, 120, 1, 4, None, 12),
     "large": SizeSpec(4000, 2, None, 3, None, None, None),
@@ -276,7 +280,7 @@ def render_corpus(
 
     Args:
         out: output folder (created; files of the same names are overwritten).
-        size: ``tiny``, ``small``, ``medium`` or ``large`` (see :data:`SIZES`).
+        size: ``tiny``, ``keys``, ``small``, ``medium`` or ``large`` (see :data:`SIZES`).
         seed: everything random is drawn from it.
         soundfont: a .sf2 file; default TimGM6mb from pretty_midi.
         workers: processes; default ``min(4, cpu count)``.
