@@ -32,6 +32,7 @@ def test_key_scores_agree_with_mir_eval_and_count_signatures():
     # signatures: C, C (relative), G (one fifth), Eb vs C (three fifths), F# (six)
     assert scores["signature"] == pytest.approx(2 / 5)
     assert scores["within_fifth"] == pytest.approx(3 / 5)
+    assert scores["mode"] == pytest.approx(1 / 2)  # right signature: C major (right mode), A minor (wrong)
     assert scores["clips"] == 5
 
 

@@ -85,6 +85,8 @@ def key_scores(references: list[str], estimates: list[str]) -> dict[str, float]:
     - ``signature``: share with the right key signature (the key or its relative, what the
       equivariant token can know, :func:`signature_of`);
     - ``within_fifth``: share with the signature at most one step away on the circle of fifths;
+    - ``mode``: share of exact keys among the clips with the right signature (how well the
+      major/minor decision does where the signature is known; NaN if none is right);
     - ``clips``: how many pairs were scored.
 
     The two signature metrics count only references in major or minor (mir_eval's ``other``
@@ -99,11 +101,13 @@ def key_scores(references: list[str], estimates: list[str]) -> dict[str, float]:
     weighted = np.array([mir_eval.key.weighted_score(r, e) for r, e in zip(references, estimates)])
     distances = np.array([_signature_distance(r, e) for r, e in zip(references, estimates)])
     known = distances[~np.isnan(distances)]
+    right_signature = distances == 0
     return {
         "weighted": float(weighted.mean()),
         "accuracy": float(np.mean(weighted == 1.0)),
         "signature": float(np.mean(known == 0)) if known.size else float("nan"),
         "within_fifth": float(np.mean(known <= 1)) if known.size else float("nan"),
+        "mode": float(np.mean(weighted[right_signature] == 1.0)) if right_signature.any() else float("nan"),
         "clips": len(references),
     }
 

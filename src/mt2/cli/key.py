@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--labels", type=Path, default=None, metavar="MANIFEST",
         help="a corpus manifest (manifest.jsonl, or the folder holding it; paths relative to it) with a 'key' per "
         "clip, e.g. from mt2 corpus render: score the estimates against it and print the key metrics on stderr "
-        "(MIREX weighted, exact key, key signature, within one fifth); with --json every object gets 'label'",
+        "(key signature, within one fifth, exact key, mode where the signature is right, MIREX weighted); with --json every object gets 'label'",
     )
     parser.set_defaults(func=run)
 
@@ -52,7 +52,7 @@ def report_scores(results: list[dict]) -> None:
     scores = key_scores([ref for ref, _ in scored], [est for _, est in scored])
     print(f"scored {len(scored)} of {len(results)} files against their labels:", file=sys.stderr)
     for name, title in (("signature", "key signature"), ("within_fifth", "signature within one fifth"),
-                        ("accuracy", "exact key"), ("weighted", "MIREX weighted")):
+                        ("accuracy", "exact key"), ("mode", "mode where signature right"), ("weighted", "MIREX weighted")):
         print(f"  {title:28s} {scores[name]:.3f}", file=sys.stderr)
 
 
