@@ -67,6 +67,10 @@ class Calibration:
     def signature_of_bin(self, index: int | np.ndarray) -> int | np.ndarray:
         return (self.direction * (np.asarray(index) - self.rotation)) % 12
 
+    def bin_of_signature(self, signature: int | np.ndarray) -> int | np.ndarray:
+        """Output bin of a key signature (the inverse of :meth:`signature_of_bin`)."""
+        return (self.direction * np.asarray(signature) + self.rotation) % 12
+
     def signature_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """Reorder ``(..., 12)`` bin probabilities so that entry ``s`` is signature ``s``."""
         bins = (self.direction * np.arange(12) + self.rotation) % 12

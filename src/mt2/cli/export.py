@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -17,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--no-calibrate", action="store_true",
                         help="skip the calibration of the equivariant output on rendered references (about a minute on CPU)")
+    parser.add_argument(
+        "--mode-probe", type=Path, default=None, metavar="CORPUS",
+        help="also fit the major/minor probe (supervised) on a rendered corpus's train clips and keep it if it beats "
+        "the template rule on its valid clips (mt2.inference.mode_probe); the report is stored under training.mode_probe",
+    )
     parser.set_defaults(func=run)
 
 
@@ -26,4 +32,17 @@ def run(args: argparse.Namespace) -> int:
     encoder = export_checkpoint(args.checkpoint, args.out, calibrate=not args.no_calibrate)
     calibration = "calibrated" if encoder.calibration is not None else "not calibrated"
     print(f"exported {encoder.training_info['variant']} step {encoder.training_info['step']} to {args.out} ({calibration})")
+    if args.mode_probe is not None:
+        from mt2.inference.mode_probe import fit_mode_probe_on_corpus
+
+        try:
+            report = fit_mode_probe_on_corpus(encoder, args.mode_probe, progress=True)
+        except (ValueError, OSError) as error:
+            print(f"mt2 export: error: mode probe on {args.mode_probe}: {error}", file=sys.stderr)
+            return 2
+        encoder.training_info["mode_probe"] = report.to_dict()
+        encoder.save_pretrained(args.out)
+        rule = "probe kept" if report.kept else "template kept"
+        print(f"mode on {report.valid_clips} valid clips: probe {report.probe_accuracy:.3f} (C={report.c}), "
+              f"template {report.template_accuracy:.3f}: {rule}")
     return 0

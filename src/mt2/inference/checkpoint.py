@@ -47,7 +47,8 @@ PROBE_PREFIX = "mode_probe."
 #: What ``config.json`` says about a stored mode probe.
 MODE_PROBE_INFO = {
     "classes": ["major", "minor"],
-    "input": "equivariant class token after the last block and final norm",
+    "input": "equivariant class token after the last block and final norm, averaged over windows, "
+    "its 12 pitch-class axis rolled so that the estimated output bin is at 0 (Encoder.canonical_token)",
 }
 
 

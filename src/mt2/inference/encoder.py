@@ -19,9 +19,12 @@ weigh nothing in clip averages: a window weighs its number of valid frames.
 trained without labels; the :class:`~mt2.calibration.Calibration` stored with the
 weights (fitted on rendered reference pieces, no labelled recording) says which output bin is
 which signature. Major versus minor is not self-supervised: it comes from the stored
-mode probe (a linear classifier trained with labels) when there is one, and otherwise
-from the Krumhansl-Kessler templates on the input chroma (no learning), comparing only
-the two keys that share the estimated signature.
+mode probe (a linear classifier trained with labels, :mod:`mt2.inference.mode_probe`) when
+there is one, and otherwise from the Krumhansl-Kessler templates on the input chroma (no
+learning), comparing only the two keys that share the estimated signature. The probe reads
+the equivariant token averaged over windows with its 12 pitch-class axis rolled so that the
+estimated output bin sits at 0 (:meth:`Encoder.canonical_token`): a transposition rolls
+token and bin alike, so the probe's input, and its decision, do not change.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, m
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
 from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_key
 from mt2.model import ModelConfig, MT2Model
+from mt2.model.vit import split_tokens
 
 #: Readouts of :meth:`Encoder.embed` (DESIGN.md section 2).
 READOUTS = ("equivariant", "contrastive", "average", "frames")
@@ -119,7 +123,7 @@ class _KeyStatistics:
     """Window averages (weighted by valid frames) that a key estimate needs."""
 
     bin_probabilities: np.ndarray  # (12,) uncalibrated softmax of the equivariant head
-    mode_probabilities: np.ndarray | None  # (2,) from the mode probe, or None
+    token: np.ndarray  # (D,) the equivariant class token
     chroma: np.ndarray  # (12,) of the model input, C = 0
 
 
@@ -133,7 +137,7 @@ class Encoder(nn.Module):
     Args:
         model: the network.
         calibration: which equivariant output bin is which key signature (needed by :meth:`key`).
-        mode_probe: ``Linear(token_dim, 2)`` major/minor classifier over the equivariant
+        mode_probe: ``Linear(token_dim, 2)`` major/minor classifier over the canonical equivariant
             class token, or None for the template rule (see the module docstring).
         compression: magnitude compression the model was trained with (:mod:`mt2.frontend`).
         offset: CQT bin where the model's 84-bin window starts.
@@ -154,6 +158,8 @@ class Encoder(nn.Module):
         training: dict | None = None,
     ) -> None:
         super().__init__()
+        if mode_probe is not None and model.config.layout != "pitch-class":
+            raise ValueError(f"a mode probe reads the canonical token of the pitch-class layout; this model's layout is {model.config.layout!r}")
         self.frontend = CQTFrontend(compression=compression)
         self.model = model
         self.mode_probe = mode_probe
@@ -329,29 +335,48 @@ class Encoder(nn.Module):
 
     @torch.inference_mode()
     def _key_statistics(self, blocks: Iterable[np.ndarray], batch_size: int) -> _KeyStatistics:
-        probabilities = chroma = mode = 0.0
+        probabilities = chroma = token = 0.0
         total = 0
         eq = self.model.role_index("equivariant")
         for batch, valid in self._batches(blocks, batch_size):
             out = self.model(batch)
             weights = torch.from_numpy(valid).to(out.key_logits)
             probabilities = probabilities + (weights @ torch.softmax(out.key_logits, dim=-1)).cpu().numpy()
-            if self.mode_probe is not None:
-                mode = mode + (weights @ torch.softmax(self.mode_probe(out.tokens[:, eq]), dim=-1)).cpu().numpy()
+            token = token + (weights @ out.tokens[:, eq].float()).cpu().numpy()
             for window, count in zip(batch.cpu().numpy(), valid):
                 chroma = chroma + count * chroma_from_window(window[:, :count], self.offset)
             total += int(valid.sum())
         return _KeyStatistics(
             bin_probabilities=probabilities / total,
-            mode_probabilities=None if self.mode_probe is None else mode / total,
+            token=token / total,
             chroma=chroma / total,
         )
+
+    def canonical_token(self, token: np.ndarray, output_bin: int) -> np.ndarray:
+        """The equivariant token ``(D,)`` with its 12 pitch-class axis rolled back by
+        ``output_bin`` (the argmax of the equivariant head): transposing the input rolls the
+        token and the bin together, so the result does not change (the mode probe's input).
+
+        Raises:
+            ValueError: the model is not in the ``pitch-class`` layout (no 12 axis to roll).
+        """
+        if self.config.layout != "pitch-class":
+            raise ValueError(f"a canonical token needs the pitch-class layout; this model's layout is {self.config.layout!r}")
+        e, u = split_tokens(torch.as_tensor(token), self.config.pc_channels)
+        return torch.cat([torch.roll(e, -int(output_bin), dims=-2).flatten(-2), u], dim=-1).numpy()
+
+    def mode_probabilities(self, stats: _KeyStatistics) -> np.ndarray:
+        """``(2,)`` major/minor probabilities of the stored mode probe for one clip's statistics."""
+        features = self.canonical_token(stats.token, int(np.argmax(stats.bin_probabilities)))
+        with torch.inference_mode():
+            logits = self.mode_probe(torch.from_numpy(features).to(self.mode_probe.weight))
+        return torch.softmax(logits, dim=-1).cpu().numpy()
 
     def _key_from(self, stats: _KeyStatistics) -> KeyEstimate:
         profile = self.calibration.signature_probabilities(stats.bin_probabilities)
         signature = int(np.argmax(profile))
-        if stats.mode_probabilities is not None:
-            mode, source = MODES[int(np.argmax(stats.mode_probabilities))], "probe"
+        if self.mode_probe is not None:
+            mode, source = MODES[int(np.argmax(self.mode_probabilities(stats)))], "probe"
         else:
             mode, source = template_mode(stats.chroma, signature), "template"
         tonic = signature if mode == "major" else (signature - 3) % 12
