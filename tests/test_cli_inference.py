@@ -100,6 +100,21 @@ def test_key_labels_score_the_files_listed_in_a_manifest(model_dir, inputs, tmp_
     assert "error: labels" in capsys.readouterr().err
 
 
+def test_key_split_keeps_the_files_of_one_split(model_dir, inputs, tmp_path, capsys):
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [{"path": str(inputs / "sub" / "good.flac"), "key": "A minor", "split": "test"},
+            {"path": str(inputs / "sub" / "short.wav"), "key": "C major", "split": "train"}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    status = main(["key", str(inputs), "--model", str(model_dir), "--json", "--labels", str(manifest), "--split", "test"])
+    captured = capsys.readouterr()
+    assert status == 0 and [r["label"] for r in json.loads(captured.out)] == ["A minor"]  # bad files are in no split
+    assert "scored 1 of 1 files" in captured.err
+    assert main(["key", str(inputs), "--model", str(model_dir), "--labels", str(manifest), "--split", "valid"]) == 2
+    assert main(["key", str(inputs), "--model", str(model_dir), "--split", "test"]) == 2
+    errors = _error_lines(capsys.readouterr().err)
+    assert "none of the files is in the valid split" in errors[0] and "--split needs --labels" in errors[1]
+
+
 @pytest.mark.skipif("mt2" not in shipped_models(), reason="the shipped weights are not in this installation")
 def test_shipped_model_finds_key_signatures_of_unheard_pieces_in_all_24_keys(tmp_path, capsys):
     """The acceptance set of the inference issue: one generated piece per key, rendered with

@@ -30,15 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "clip, e.g. from mt2 corpus render: score the estimates against it and print the key metrics on stderr "
         "(key signature, within one fifth, exact key, mode where the signature is right, MIREX weighted); with --json every object gets 'label'",
     )
+    parser.add_argument(
+        "--split", choices=("train", "valid", "test"), default=None,
+        help="with --labels: only the files of this split of the manifest (e.g. the corpus test split)",
+    )
     parser.set_defaults(func=run)
 
 
-def read_key_labels(manifest: Path) -> dict[Path, str]:
-    """Resolved audio path -> reference key name, for the manifest's clips that have a key."""
+def read_key_labels(manifest: Path, split: str | None = None) -> dict[Path, str | None]:
+    """Resolved audio path -> reference key name (None where the clip has no key) for the
+    manifest's clips, or those of one split."""
     from mt2.corpus import read_manifest
 
     folder = manifest if manifest.is_dir() else manifest.parent
-    return {(folder / r["path"]).resolve(): r["key"] for r in read_manifest(manifest) if r.get("key")}
+    return {(folder / r["path"]).resolve(): r.get("key") for r in read_manifest(manifest) if split in (None, r.get("split"))}
 
 
 def report_scores(results: list[dict]) -> None:
@@ -59,13 +64,21 @@ def report_scores(results: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    files = find_audio_or_report(args.paths)
-    if not files:
+    if args.split is not None and args.labels is None:
+        print("error: --split needs --labels (the manifest that says which file is in which split)", file=sys.stderr)
         return 2
     try:
-        labels = read_key_labels(args.labels) if args.labels is not None else {}
+        labels = read_key_labels(args.labels, args.split) if args.labels is not None else {}
     except (OSError, ValueError, KeyError) as error:
         print(f"error: labels {args.labels}: cannot read a manifest ({error})", file=sys.stderr)
+        return 2
+    files = find_audio_or_report(args.paths)
+    if args.split is not None:
+        files = [(path, relative) for path, relative in files if path.resolve() in labels]
+        if not files:
+            print(f"error: none of the files is in the {args.split} split of {args.labels}", file=sys.stderr)
+            return 2
+    if not files:
         return 2
     encoder = load_encoder(args, lambda e: e.check_key_support())
     if encoder is None:

@@ -29,7 +29,7 @@ from mt2.inference.encoder import template_mode
 from mt2.keys import MODES, parse_key, signature_of
 
 #: Inverse L2 strengths tried (scikit-learn's ``C``).
-C_GRID = (0.01, 0.1, 1.0, 10.0)
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 @dataclass(frozen=True)
