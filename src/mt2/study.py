@@ -18,7 +18,9 @@ the table is reproducible by name. Metrics (DESIGN.md section 3, issue "recipe s
 * ``instrument_knn`` (token 1's invariant features) next to ``instrument_knn_input``
   (time mean and standard deviation of the input window, no network), on clips with one
   instrument (single notes and solo pieces), 5-NN fitted on the train split;
-* ``token_cosine``: cosine of the two class tokens; ``distinct_outputs`` and
+* ``token_cosine``: cosine of the two class tokens on the single-instrument clips (first
+  window), ``token_cosine_music``: the same on every full window of the key-labelled test
+  clips (music is where the two tokens come closest); ``distinct_outputs`` and
   ``segment_agreement``: collapse indicators; ``cpsd`` against its floor 2.777.
 """
 from __future__ import annotations
@@ -208,10 +210,15 @@ def evaluate(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[
                 metrics["calibration"] = {"error": str(error)}
         moved, agree, multi, predicted_bins, labels, sig_hits, fifth_hits = 0, 0, 0, [], [], 0, 0
         template_hits = {"template": 0, "template_linear": 0}
+        music_cos: list[float] = []
         for clip in pieces:
             magnitude = cache[clip["path"]]
             windows = windows_of(magnitude, DEFAULT_OFFSET, compression)
-            probs = clip_outputs(model, windows)["probs"]
+            outputs = clip_outputs(model, windows)
+            probs = outputs["probs"]
+            if outputs["tokens"].shape[1] == 2:  # class-token similarity on full windows of music
+                full = outputs["tokens"][: max(1, magnitude.shape[1] // SEGMENT_FRAMES)]
+                music_cos.extend(F.cosine_similarity(full[:, 0], full[:, 1], dim=-1).tolist())
             k = int(generator.choice([s for s in range(-DEFAULT_OFFSET, 16 - DEFAULT_OFFSET) if s % 12]))
             shifted = clip_outputs(model, windows_of(magnitude, DEFAULT_OFFSET + k, compression))["probs"]
             moved += int((int(shifted[0].argmax()) - int(probs[0].argmax()) + k) % 12 == 0)
@@ -243,6 +250,8 @@ def evaluate(model: MT2Model, cfg: StudyConfig, cache: CQTCache, manifest: list[
             distinct_outputs=int(len(set(predicted_bins))),
             segment_agreement=agree / max(1, multi),
         )
+        if music_cos:
+            metrics["token_cosine_music"] = float(np.mean(music_cos))
     inst = [
         c for c in manifest
         if c.get("instrument") is not None and len(c.get("instruments") or [None]) == 1
@@ -361,7 +370,7 @@ COLUMNS = [
     ("final_cpsd", "CPSD (floor 2.777)"), ("equivariance", "equiv."), ("key_signature", "key sig."),
     ("within_fifth", "<= 1 fifth"), ("best_rotation", "best rot."), ("template", "template"), ("template_linear", "template lin."),
     ("instrument_knn", "instr. kNN tok1"), ("instrument_knn_input", "instr. kNN input"),
-    ("token_cosine", "cos(tok0, tok1)"), ("distinct_outputs", "distinct"), ("segment_agreement", "seg. agree"),
+    ("token_cosine", "cos(tok0, tok1) notes"), ("token_cosine_music", "cos(tok0, tok1) music"), ("distinct_outputs", "distinct"), ("segment_agreement", "seg. agree"),
 ]
 
 
