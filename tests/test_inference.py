@@ -277,8 +277,9 @@ def test_embed_file_memory_is_bounded(tmp_path):
 
 @pytest.mark.skipif("mt2" not in shipped_models(), reason="the shipped weights are not in this installation")
 def test_shipped_class_tokens_stay_distinct_after_training():
-    """The prototype's two class tokens came out as one (cosine 0.999); the shipped mt2's must not."""
+    """The prototype's two class tokens came out as one (cosine 0.999 on every input); the shipped
+    mt2's must not. On music windows they stay correlated (cosine about 0.7-0.9, docs/recipe.md)."""
     encoder = load("mt2")
     tokens = encoder.embed(chord(8.0), SR).class_tokens  # (windows, 2, D)
     cosine = torch.nn.functional.cosine_similarity(torch.from_numpy(tokens[:, 0]), torch.from_numpy(tokens[:, 1]), dim=-1)
-    assert cosine.abs().max() < 0.8, cosine
+    assert cosine.abs().max() < 0.95, cosine
