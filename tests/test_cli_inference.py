@@ -118,8 +118,9 @@ def test_key_split_keeps_the_files_of_one_split(model_dir, inputs, tmp_path, cap
 @pytest.mark.skipif("mt2" not in shipped_models(), reason="the shipped weights are not in this installation")
 def test_shipped_model_finds_key_signatures_of_unheard_pieces_in_all_24_keys(tmp_path, capsys):
     """The acceptance set of the inference issue: one generated piece per key, rendered with
-    a seed the training corpus did not use, through ``mt2 key --labels``. The floor is far
-    above chance (1/12) and below what the shipped model measures (docs/MODEL_CARD.md)."""
+    a seed the training corpus did not use, through ``mt2 key --labels``. The floors are far
+    above chance (1/12) and a little below what the shipped model measures on this set
+    (22/24 signatures, all 24 within one fifth; docs/MODEL_CARD.md)."""
     from mt2.corpus import render_corpus
 
     render_corpus(tmp_path, size="keys", seed=2026, workers=1)
@@ -127,7 +128,7 @@ def test_shipped_model_finds_key_signatures_of_unheard_pieces_in_all_24_keys(tmp
     results = json.loads(capsys.readouterr().out)
     assert sorted(parse_key(r["label"]) for r in results) == sorted(map(parse_key, KEYS))
     scores = key_scores([r["label"] for r in results], [r["key"] for r in results])
-    assert scores["signature"] >= 0.6 and scores["within_fifth"] >= 0.85, scores
+    assert scores["signature"] >= 0.8 and scores["within_fifth"] >= 0.95, scores
 
 
 def test_unusable_model_or_inputs_fail_in_one_line(model_dir, inputs, tmp_path, capsys):
