@@ -201,6 +201,9 @@ def test_pretrain_cli_writes_the_run_and_exports(synthetic_corpus, tmp_path):
     torch.testing.assert_close(encoder.model(x).tokens, model.eval()(x).tokens)
     assert encoder.training_info["step"] == 4 and encoder.training_info["variant"] == "mt2"
     assert encoder.compression == ViewConfig().compression
+    # a mode probe that cannot be fitted (no calibration stored): one error line, no folder written
+    assert main(["export", str(out / "last.ckpt"), str(tmp_path / "probed"), "--no-calibrate", "--mode-probe", str(root)]) == 2
+    assert not (tmp_path / "probed").exists()
 
 
 @pytest.mark.slow

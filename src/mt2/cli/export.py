@@ -29,20 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mt2.training.export import export_checkpoint
 
-    encoder = export_checkpoint(args.checkpoint, args.out, calibrate=not args.no_calibrate)
+    try:
+        encoder = export_checkpoint(args.checkpoint, args.out, not args.no_calibrate, args.mode_probe, progress=True)
+    except ValueError as error:
+        print(f"mt2 export: error: {error}", file=sys.stderr)
+        return 2
     calibration = "calibrated" if encoder.calibration is not None else "not calibrated"
     print(f"exported {encoder.training_info['variant']} step {encoder.training_info['step']} to {args.out} ({calibration})")
     if args.mode_probe is not None:
-        from mt2.inference.mode_probe import fit_mode_probe_on_corpus
-
-        try:
-            report = fit_mode_probe_on_corpus(encoder, args.mode_probe, progress=True)
-        except (ValueError, OSError) as error:
-            print(f"mt2 export: error: mode probe on {args.mode_probe}: {error}", file=sys.stderr)
-            return 2
-        encoder.training_info["mode_probe"] = report.to_dict()
-        encoder.save_pretrained(args.out)
-        rule = "probe kept" if report.kept else "template kept"
-        print(f"mode on {report.valid_clips} valid clips: probe {report.probe_accuracy:.3f} (C={report.c}), "
-              f"template {report.template_accuracy:.3f}: {rule}")
+        report = encoder.training_info["mode_probe"]
+        rule = "probe kept" if report["kept"] else "template kept"
+        print(f"mode on {report['valid_clips']} valid clips: probe {report['probe_accuracy']:.3f} (C={report['c']}), "
+              f"template {report['template_accuracy']:.3f}: {rule}")
     return 0

@@ -365,7 +365,7 @@ class Encoder(nn.Module):
         e, u = split_tokens(torch.as_tensor(token), self.config.pc_channels)
         return torch.cat([torch.roll(e, -int(output_bin), dims=-2).flatten(-2), u], dim=-1).numpy()
 
-    def mode_probabilities(self, stats: _KeyStatistics) -> np.ndarray:
+    def _mode_probabilities(self, stats: _KeyStatistics) -> np.ndarray:
         """``(2,)`` major/minor probabilities of the stored mode probe for one clip's statistics."""
         features = self.canonical_token(stats.token, int(np.argmax(stats.bin_probabilities)))
         with torch.inference_mode():
@@ -376,7 +376,7 @@ class Encoder(nn.Module):
         profile = self.calibration.signature_probabilities(stats.bin_probabilities)
         signature = int(np.argmax(profile))
         if self.mode_probe is not None:
-            mode, source = MODES[int(np.argmax(self.mode_probabilities(stats)))], "probe"
+            mode, source = MODES[int(np.argmax(self._mode_probabilities(stats)))], "probe"
         else:
             mode, source = template_mode(stats.chroma, signature), "template"
         tonic = signature if mode == "major" else (signature - 3) % 12

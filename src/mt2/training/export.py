@@ -6,7 +6,8 @@ with ``torch.load(weights_only=True)``; users load only the exported folder, whi
 pickle. The export builds an :class:`~mt2.inference.Encoder` from the checkpoint's model and
 pretraining config (input compression; ``training``: preset, variant, step, the config),
 calibrates its equivariant output on the rendered references
-(:func:`~mt2.inference.calibrate_encoder`) and saves it with ``save_pretrained``.
+(:func:`~mt2.inference.calibrate_encoder`), optionally fits the supervised mode probe
+(:mod:`mt2.inference.mode_probe`), and saves it once with ``save_pretrained``.
 """
 from __future__ import annotations
 
@@ -35,12 +36,24 @@ def load_checkpoint_model(checkpoint_path: str | os.PathLike) -> tuple[MT2Model,
     return model.eval(), config, checkpoint
 
 
-def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike, calibrate: bool = True) -> Encoder:
+def export_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    out: str | os.PathLike,
+    calibrate: bool = True,
+    mode_probe_corpus: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Encoder:
     """Write the model folder ``out`` from a pretraining checkpoint; return the encoder.
 
     With ``calibrate`` (and an equivariant token) the calibration is stored; when the
     reference timbres disagree, the folder is written without one and the reason is kept
-    under ``training.calibration_error``.
+    under ``training.calibration_error``. With ``mode_probe_corpus`` the mode probe is fitted
+    on that rendered corpus (:func:`~mt2.inference.mode_probe.fit_mode_probe_on_corpus`) and
+    its report kept under ``training.mode_probe``.
+
+    Raises:
+        ValueError: the mode probe cannot be fitted (the message names the corpus; nothing is
+            written then).
     """
     model, config, checkpoint = load_checkpoint_model(checkpoint_path)
     training = {
@@ -57,5 +70,13 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, out: str | os.PathLike
         except CalibrationError as error:
             log.warning("exported without calibration: %s", error)
             encoder.training_info["calibration_error"] = str(error)
+    if mode_probe_corpus is not None:
+        from mt2.inference.mode_probe import fit_mode_probe_on_corpus
+
+        try:
+            report = fit_mode_probe_on_corpus(encoder, mode_probe_corpus, progress)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"mode probe on {mode_probe_corpus}: {error}") from error
+        encoder.training_info["mode_probe"] = report.to_dict()
     encoder.save_pretrained(Path(out))
     return encoder
