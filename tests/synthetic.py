@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mt2.calibration import TIMBRES, reference_audio
+from mt2.training.calibrate import TIMBRES, reference_audio
 from mt2.keys import key_name
 
 

@@ -20,8 +20,8 @@ from mt2.corpus.build import Job, plan, run_job, split_of
 from mt2.corpus.generator import STYLES, generate_piece
 from mt2.corpus.instruments import orchestrate
 from mt2.corpus.manifest import SOURCES
-from mt2.corpus.music import rank_keys, signature_of
 from mt2.corpus.render import RenderError, render_piece
+from mt2.keys import rank_keys, signature_of
 
 SEED = 7
 

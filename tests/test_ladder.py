@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from mt2 import study
+from mt2.data.views import ViewConfig, sample_views
 from mt2.losses import TRIVIAL_FLOOR, cpsd_loss
-from mt2.training.views import ViewConfig, sample_views
 
 
 def oracle_losses(cache, keys, seed=0):

@@ -6,10 +6,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from mt2.calibration import Calibration
-from mt2.inference.mode_probe import fit_mode_probe, probe_layer
-from mt2.model import build_model
 from mt2.inference import Encoder
+from mt2.inference.calibration import Calibration
+from mt2.keys import key_name
+from mt2.model import build_model
+from mt2.training.mode_probe import fit_mode_probe, probe_layer
 from tiny_encoder import make_encoder, one_thread
 
 SR = 16000
@@ -67,10 +68,8 @@ def _triads(folder, keys):
 
 
 def test_fit_keeps_the_probe_only_when_it_beats_the_template(tmp_path):
-    from mt2.keys import PITCH_NAMES
-
-    train = _triads(tmp_path, [f"{PITCH_NAMES[t]} {m}" for t in range(0, 12, 2) for m in ("major", "minor")])
-    valid = _triads(tmp_path, [f"{PITCH_NAMES[t]} {m}" for t in range(1, 12, 3) for m in ("major", "minor")])
+    train = _triads(tmp_path, [key_name(t, m) for t in range(0, 12, 2) for m in ("major", "minor")])
+    valid = _triads(tmp_path, [key_name(t, m) for t in range(1, 12, 3) for m in ("major", "minor")])
     encoder = make_encoder()
     report = fit_mode_probe(encoder, train, valid)
     assert (report.train_clips, report.valid_clips) == (12, 8)

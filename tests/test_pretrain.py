@@ -19,13 +19,13 @@ import yaml
 
 from bad_inputs import BAD, VALID, make_bad_folder
 from mt2 import study
-from mt2.calibration import reference_audio
+from mt2.training.calibrate import reference_audio
 from mt2.cli import main
 from mt2.data.pretrain import CachedBatches, ShardBatches, _epoch_plan, open_source, stream_samples
 from mt2.data.shards import Shard, find_shards, write_shards
+from mt2.data.views import ViewConfig, Views
 from mt2.model import MT2Model
 from mt2.training.config import PretrainConfig, load_config, packaged_config
-from mt2.training.views import ViewConfig, Views
 
 #: A model small enough for CPU tests, on top of the mt2-mini preset.
 TINY = {

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mt2.calibration import Calibration
+from mt2.inference.calibration import Calibration
 from mt2.inference import Encoder
 from mt2.model import build_model
 

@@ -9,7 +9,7 @@ the table is reproducible by name. Metrics (DESIGN.md section 3, issue "recipe s
 * ``equivariance``: share of clips whose argmax moves by the transposition (window cut
   ``k`` bins higher -> argmax ``k`` lower);
 * ``key_signature`` / ``within_fifth``: zero-shot key signature of token 0 after
-  calibration on rendered references (:mod:`mt2.calibration`), and the share within one
+  calibration on rendered references (:mod:`mt2.training.calibrate`), and the share within one
   step on the circle of fifths; ``best_rotation``: the same with the best rotation and
   direction chosen after the fact on the test labels (an upper bound of calibration);
 * ``template`` / ``template_linear``: Krumhansl templates on the octave-folded input
@@ -35,14 +35,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mt2.calibration import Calibration, CalibrationError, calibrate
 from mt2.data.cqt_cache import CQTCache, build_cqt_cache
+from mt2.data.views import SEGMENT_FRAMES, ViewConfig, sample_views
 from mt2.frontend import DEFAULT_OFFSET, CQTFrontend, model_window
+from mt2.inference.calibration import Calibration
 from mt2.keys import chroma_from_window, fifths_distance, signature_of, template_key
 from mt2.losses import TRIVIAL_FLOOR
 from mt2.model import MT2Model, count_parameters, make_config
+from mt2.training.calibrate import CalibrationError, calibrate
 from mt2.training.objective import ssl_losses
-from mt2.training.views import SEGMENT_FRAMES, ViewConfig, sample_views
 
 
 

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mode-probe", type=Path, default=None, metavar="CORPUS",
         help="also fit the major/minor probe (supervised) on a rendered corpus's train clips and keep it if it beats "
-        "the template rule on its valid clips (mt2.inference.mode_probe); the report is stored under training.mode_probe",
+        "the template rule on its valid clips (mt2.training.mode_probe); the report is stored under training.mode_probe",
     )
     parser.set_defaults(func=run)
 

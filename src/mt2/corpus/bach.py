@@ -1,4 +1,4 @@
-"""Bach chorales from the music21 corpus, converted to :class:`~mt2.corpus.music.Piece`.
+"""Bach chorales from the music21 corpus, converted to :class:`~mt2.corpus.piece.Piece`.
 
 Labels come from the score:
 
@@ -14,7 +14,7 @@ Labels come from the score:
 - **beats and downbeats**: from the measures and time signatures of the soprano part,
   pickups included (a pickup has beats but no downbeat).
 - **chords**: one label per beat, read off the pitches sounding at the beat by exact
-  pitch-class-set match (:func:`~mt2.corpus.music.label_sonority`); sonorities that are
+  pitch-class-set match (:func:`~mt2.keys.label_sonority`); sonorities that are
   not a listed triad or seventh chord get ``"X"``. These are derived from the score, not
   a human harmonic analysis.
 - **tempo**: the chorales carry no tempo of their own, so one is drawn from the seed
@@ -29,7 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from mt2.corpus.music import Note, Part, Piece, label_sonority, signature_of
+from mt2.corpus.piece import Note, Part, Piece
+from mt2.keys import label_sonority, signature_of
 
 #: The four voices, lead first, as named in the music21 chorale files.
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")

@@ -31,9 +31,9 @@ from mt2.corpus import bach
 from mt2.corpus.generator import STYLES, generate_piece
 from mt2.corpus.instruments import INSTRUMENTS, orchestrate
 from mt2.corpus.manifest import SPLITS, write_manifest
-from mt2.corpus.music import MODES
 from mt2.corpus.notes import NOTE_CLIP_SECONDS, make_note, note_piece_id, note_pitches, note_splits
 from mt2.corpus.render import SAMPLE_RATE, check_soundfont, render_piece
+from mt2.keys import MODES
 
 log = logging.getLogger(__name__)
 

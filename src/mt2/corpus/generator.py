@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mt2.corpus.music import CHORD_QUALITIES, Note, Part, Piece, chord_name, signature_of
+from mt2.corpus.piece import Note, Part, Piece
+from mt2.keys import CHORD_QUALITIES, chord_name, signature_of
 
 #: A bar longer than this (seconds) gets two chords instead of one.
 SLOW_BAR_SECONDS = 2.6

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pretty_midi
 
-from mt2.corpus.music import Piece
+from mt2.corpus.piece import Piece
 
 #: Program number used for the GM percussion kit (channel 10).
 DRUM_PROGRAM = 128

@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mt2.corpus.music import Piece, key_name
+from mt2.corpus.piece import Piece
+from mt2.keys import key_name
 
 FIELDS = (
     "path",

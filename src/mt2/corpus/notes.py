@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mt2.corpus.instruments import INSTRUMENTS
-from mt2.corpus.music import Note, Part, Piece
+from mt2.corpus.piece import Note, Part, Piece
 
 NOTE_SECONDS = 2.0
 NOTE_CLIP_SECONDS = 2.5

@@ -20,7 +20,8 @@ import soxr
 
 from mt2.corpus.instruments import DRUM_PROGRAM, instrument
 from mt2.corpus.manifest import make_record
-from mt2.corpus.music import NO_CHORD, Piece
+from mt2.corpus.piece import Piece
+from mt2.keys import NO_CHORD
 
 #: Synthesis rate; clips are resampled to SAMPLE_RATE.
 RENDER_RATE = 44100

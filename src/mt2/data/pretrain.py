@@ -3,12 +3,9 @@ stream of training batches drawn from them (views A, B, C of ``B`` tracks, DESIG
 
 Sources (:func:`open_source` picks one from the path):
 
-- **folder** of audio, searched recursively (``.wav .flac .ogg .mp3 .aif .aiff .opus``);
-- **manifest**: a ``.jsonl`` (one JSON object per line) or ``.csv`` file with a ``path``
-  column (relative to the manifest's folder, or absolute) and an optional ``split``
-  column (only ``train`` rows are trained on; rows without a split are). A folder that
-  holds a ``manifest.jsonl`` (a corpus rendered by ``mt2 corpus render``) is read as its
-  manifest, so that its labels can serve the online probes;
+- **folder** of audio, searched recursively, or a **manifest** (:mod:`mt2.data.tracks`);
+  only ``train`` rows are trained on (rows without a split are); a rendered corpus is read
+  as its manifest, so that its labels can serve the online probes;
 - **shards**: a folder of WebDataset tar shards written by :func:`mt2.data.shards.write_shards`
   (or one ``.tar``), decoded on the fly; samples whose metadata names a split other than
   ``train`` are not trained on.
@@ -32,7 +29,6 @@ cross-rank NT-Xent needs. Exact resume assumes the same number of devices and wo
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import json
@@ -49,61 +45,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 from mt2.audio import AudioError
 from mt2.data.cqt_cache import CQTCache, build_cqt_cache
 from mt2.data.shards import INDEX_NAME, Shard, decode_sample, find_shards, read_shard
+from mt2.data.tracks import MANIFEST_NAME, TrackList, list_tracks
+from mt2.data.views import ViewConfig, Views, sample_views
 from mt2.frontend import HOP_LENGTH, N_BINS, CQTFrontend
-from mt2.training.views import ViewConfig, Views, sample_views
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus")
-MANIFEST_NAME = "manifest.jsonl"
-
-
-# -- track lists (folder, manifest) ----------------------------------------------------------
-@dataclass
-class TrackList:
-    """Audio files of a folder or manifest: ``rows[i]["path"]`` is relative to ``root``."""
-
-    kind: str  # "folder" or "manifest"
-    root: Path
-    rows: list[dict]
-
-    def training_rows(self) -> list[dict]:
-        """Rows of the ``train`` split; every row when the source has no splits."""
-        rows = [r for r in self.rows if r.get("split") in (None, "", "train")]
-        if not rows:
-            raise ValueError(f"{self.root}: no rows of split 'train' to pretrain on")
-        return rows
-
-
-def _read_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and "path" not in rows[0]:
-        raise ValueError(f"{path}: a manifest needs a 'path' column (got {list(rows[0])})")
-    return rows
-
-
-def list_tracks(source: str | os.PathLike) -> TrackList:
-    """The tracks of an audio folder (recursive), a corpus folder or a manifest file."""
-    source = Path(source)
-    if source.is_dir() and (source / MANIFEST_NAME).exists():
-        source = source / MANIFEST_NAME
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        rows = [{"path": str(p.relative_to(source))} for p in files]
-        kind, root = "folder", source
-    elif source.suffix.lower() in (".jsonl", ".json"):
-        from mt2.corpus import read_manifest
-
-        rows, kind, root = read_manifest(source), "manifest", source.parent
-    elif source.suffix.lower() == ".csv":
-        rows, kind, root = _read_csv(source), "manifest", source.parent
-    else:
-        raise ValueError(f"{source}: expected a folder of audio, a manifest (.jsonl or .csv) or a folder of .tar shards")
-    if not rows:
-        raise ValueError(f"{source}: no audio files listed")
-    return TrackList(kind, root, rows)
-
 
 # -- batches ---------------------------------------------------------------------------------
 @dataclass

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from webdataset.tariterators import base_plus_ext, tarfile_samples
 
 from mt2.audio import AudioError, load_audio
+from mt2.data.tracks import list_tracks
 from mt2.frontend import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def write_shards(source: str | os.PathLike, out_dir: str | os.PathLike, shard_si
     Args:
         source: a folder of audio (recursive), a corpus folder (with ``manifest.jsonl``) or
             a manifest file (jsonl or csv with a ``path`` column); see
-            :func:`mt2.data.pretrain.list_tracks`.
+            :func:`mt2.data.tracks.list_tracks`.
         out_dir: folder for the shards and ``shards.json``.
         shard_size: samples per shard (the last shard may hold fewer).
         seed: seed of the shuffle of the tracks before sharding.
@@ -86,8 +87,6 @@ def write_shards(source: str | os.PathLike, out_dir: str | os.PathLike, shard_si
     Returns:
         The shards written. Unreadable files are skipped with a warning and listed in the index.
     """
-    from mt2.data.pretrain import list_tracks
-
     if shard_size < 1:
         raise ValueError(f"shard_size={shard_size} must be >= 1")
     tracks = list_tracks(source)

@@ -17,13 +17,11 @@ from mt2.inference.encoder import (
     Embedding,
     Encoder,
     KeyEstimate,
-    calibrate_encoder,
     load,
-    template_mode,
     to_model_rate,
 )
 
 __all__ = [
     "READOUTS", "SHIPPED_MODELS", "CheckpointError", "Embedding", "Encoder", "KeyEstimate",
-    "calibrate_encoder", "load", "shipped_models", "template_mode", "to_model_rate",
+    "load", "shipped_models", "to_model_rate",
 ]

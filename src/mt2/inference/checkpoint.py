@@ -28,7 +28,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import nn
 
-from mt2.calibration import Calibration
+from mt2.inference.calibration import Calibration
 from mt2.model import ModelConfig, MT2Model
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ The last window is zero-padded. Its padded frames are dropped from the frame out
 weigh nothing in clip averages: a window weighs its number of valid frames.
 
 **Keys.** The key signature comes from the equivariant class token alone, which was
-trained without labels; the :class:`~mt2.calibration.Calibration` stored with the
+trained without labels; the :class:`~mt2.inference.calibration.Calibration` stored with the
 weights (fitted on rendered reference pieces, no labelled recording) says which output bin is
 which signature. Major versus minor is not self-supervised: it comes from the stored
-mode probe (a linear classifier trained with labels, :mod:`mt2.inference.mode_probe`) when
+mode probe (a linear classifier trained with labels, :mod:`mt2.training.mode_probe`) when
 there is one, and otherwise from the Krumhansl-Kessler templates on the input chroma (no
 learning), comparing only the two keys that share the estimated signature. The probe reads
 the equivariant token averaged over windows with its 12 pitch-class axis rolled so that the
@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 from mt2.audio import RESAMPLE_QUALITY, load_audio, stream_audio
-from mt2.calibration import Calibration, calibrate
 from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, model_window
+from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
-from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_key
+from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_mode
 from mt2.model import ModelConfig, MT2Model
 from mt2.model.vit import split_tokens
 
@@ -330,7 +330,7 @@ class Encoder(nn.Module):
         if self.calibration is None:
             raise ValueError(
                 "this encoder stores no calibration, so its output bins are not tied to key signatures: "
-                "run mt2.inference.calibrate_encoder(encoder), then encoder.save_pretrained(folder)"
+                "run mt2.training.calibrate.calibrate_encoder(encoder), then encoder.save_pretrained(folder)"
             )
 
     @torch.inference_mode()
@@ -395,13 +395,6 @@ class Encoder(nn.Module):
 def _class_readout(class_tokens: np.ndarray, readout: str, roles: tuple[str, ...]) -> np.ndarray:
     """Readout of one window's class tokens ``(K, D)``: one role's token, or their mean."""
     return class_tokens.mean(axis=0) if readout == "average" else class_tokens[roles.index(readout)]
-
-
-def template_mode(chroma: np.ndarray, signature: int) -> str:
-    """Major or minor for a known ``signature``: the better-correlated Krumhansl-Kessler template
-    of the two keys that share it (the major key on ``signature``, the minor three semitones below)."""
-    _, _, scores = template_key(chroma)  # rows 0-11 major keys C..B, 12-23 minor keys
-    return "major" if scores[signature] >= scores[12 + (signature - 3) % 12] else "minor"
 
 
 def to_model_rate(audio, sr: float) -> np.ndarray:
@@ -472,14 +465,3 @@ def load(name_or_path: str | os.PathLike) -> Encoder:
         FileNotFoundError: neither a path nor a shipped name.
     """
     return Encoder.from_pretrained(resolve(name_or_path))
-
-
-def calibrate_encoder(encoder: Encoder, references: str = "rendered") -> Calibration:
-    """Fit and store ``encoder.calibration`` from its own predictions on a reference family
-    of :mod:`mt2.calibration` (no labelled audio); returns it.
-
-    Raises:
-        mt2.calibration.CalibrationError: the reference timbres disagree on the direction.
-    """
-    encoder.calibration = calibrate(lambda audio: int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE))), references)
-    return encoder.calibration

@@ -26,10 +26,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from mt2.data.views import SEGMENT_FRAMES
 from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, model_window
 from mt2.inference.encoder import cut_windows
 from mt2.perf.measure import best_times
-from mt2.training.views import SEGMENT_FRAMES
 
 #: Largest differences allowed between the backends' model windows (window mean = 1).
 TOLERANCE_MAX_ABS = 0.06

@@ -79,7 +79,7 @@ def run_perf(options: PerfOptions, log: Callable[[str], None] = print) -> dict:
     results: dict = {"options": _jsonable(asdict(options)), "environment": environment(options), "sections": {}}
     with torch_threads(options.threads), tempfile.TemporaryDirectory(prefix="mt2-perf-") as scratch:
         scratch = Path(scratch)
-        source = str(options.audio) if options.audio else "synthetic scales and cadences (mt2.calibration)"
+        source = str(options.audio) if options.audio else "synthetic scales and cadences (mt2.training.calibrate)"
         log(f"decoding {options.seconds:g} s of music from {source}")
         music = real_music(options.audio, options.seconds) if options.audio else synthetic_music(options.seconds)
         results["audio"] = {"source": source, "seconds": music.size / SAMPLE_RATE}

@@ -12,8 +12,8 @@ import soundfile as sf
 import soxr
 
 from mt2.audio import AudioError, load_audio
-from mt2.calibration import TIMBRES, reference_audio
 from mt2.frontend import SAMPLE_RATE
+from mt2.training.calibrate import TIMBRES, reference_audio
 
 #: Extensions read from a folder of music.
 MUSIC_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -21,7 +21,7 @@ MUSIC_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 def synthetic_music(seconds: float) -> np.ndarray:
     """``seconds`` of 16 kHz music without files: scales and cadences in every key and
-    timbre of :mod:`mt2.calibration`, one after the other, with a faint noise floor."""
+    timbre of :mod:`mt2.training.calibrate`, one after the other, with a faint noise floor."""
     parts = [reference_audio(tonic, timbre) for timbre in TIMBRES for tonic in range(12)]
     return _fill(parts, seconds, np.random.default_rng(0))
 

@@ -1,7 +1,7 @@
 """Training speed on CPU and whether the data pipeline keeps up with it.
 
 A training step is the recipe study's (:func:`mt2.study.train` with :data:`mt2.study.BASE`):
-views A, B, C of ``batch`` tracks (:func:`mt2.training.views.sample_views`), the MT2
+views A, B, C of ``batch`` tracks (:func:`mt2.data.views.sample_views`), the MT2
 objective (:func:`mt2.training.objective.ssl_losses`), backward, gradient clipping at 1 and
 an AdamW step. The views are made before the clock starts, so that the step time is the
 model's alone. A step consumes ``batch`` tracks, and from each two 4-s segments (A and B;
@@ -29,12 +29,12 @@ import torch
 
 from mt2.audio import load_audio
 from mt2.data.pretrain import magnitude_of
+from mt2.data.views import ViewConfig, sample_views
 from mt2.frontend import BACKENDS, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
 from mt2.model import count_parameters
 from mt2.perf.measure import best_time, best_times
 from mt2.study import BASE, build
 from mt2.training.objective import ssl_losses
-from mt2.training.views import ViewConfig, sample_views
 
 
 def segment_seconds(view_config: ViewConfig) -> float:

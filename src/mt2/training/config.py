@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from mt2.data.views import ViewConfig
 from mt2.model import ModelConfig, make_config
 from mt2.study import StudyConfig
-from mt2.training.views import ViewConfig
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 

@@ -6,8 +6,8 @@ with ``torch.load(weights_only=True)``; users load only the exported folder, whi
 pickle. The export builds an :class:`~mt2.inference.Encoder` from the checkpoint's model and
 pretraining config (input compression; ``training``: preset, variant, step, the config),
 calibrates its equivariant output on the rendered references
-(:func:`~mt2.inference.calibrate_encoder`), optionally fits the supervised mode probe
-(:mod:`mt2.inference.mode_probe`), and saves it once with ``save_pretrained``.
+(:func:`~mt2.training.calibrate.calibrate_encoder`), optionally fits the supervised mode probe
+(:mod:`mt2.training.mode_probe`), and saves it once with ``save_pretrained``.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 import mt2
-from mt2.calibration import CalibrationError
-from mt2.inference import Encoder, calibrate_encoder
+from mt2.inference import Encoder
 from mt2.model import MT2Model
+from mt2.training.calibrate import CalibrationError, calibrate_encoder
 from mt2.training.config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def export_checkpoint(
     With ``calibrate`` (and an equivariant token) the calibration is stored; when the
     reference timbres disagree, the folder is written without one and the reason is kept
     under ``training.calibration_error``. With ``mode_probe_corpus`` the mode probe is fitted
-    on that rendered corpus (:func:`~mt2.inference.mode_probe.fit_mode_probe_on_corpus`) and
+    on that rendered corpus (:func:`~mt2.training.mode_probe.fit_mode_probe_on_corpus`) and
     its report kept under ``training.mode_probe``.
 
     Raises:
@@ -71,7 +71,7 @@ def export_checkpoint(
             log.warning("exported without calibration: %s", error)
             encoder.training_info["calibration_error"] = str(error)
     if mode_probe_corpus is not None:
-        from mt2.inference.mode_probe import fit_mode_probe_on_corpus
+        from mt2.training.mode_probe import fit_mode_probe_on_corpus
 
         try:
             report = fit_mode_probe_on_corpus(encoder, mode_probe_corpus, progress)

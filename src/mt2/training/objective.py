@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from mt2.data.views import Views
 from mt2.losses import cpsd_loss, nt_xent_loss
 from mt2.model import MT2Model
-from mt2.training.views import Views
 
 
 @dataclass

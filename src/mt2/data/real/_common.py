@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mt2.keys import key_name
+from mt2.keys import key_name, pitch_class_of
 
 SPLITS = ("train", "valid", "test")
 
@@ -22,7 +22,6 @@ SPLITS = ("train", "valid", "test")
 #: publishes no split of its own.
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 
-_NATURALS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 _MODES = {"major": "major", "maj": "major", "minor": "minor", "min": "minor"}
 
 
@@ -195,19 +194,15 @@ def normalize_key(text: str) -> str:
 
     Accepts ``<tonic> <mode>`` with any number of ``#``/``b`` accidentals (so ``E#``, ``Cb``
     and double accidentals work) and modes ``major``/``maj``/``minor``/``min`` in any case.
-    Every pitch class gets the one spelling of :func:`mt2.keys.key_name`, the spelling the
+    Every key gets the one spelling of :func:`mt2.keys.key_name`, the spelling the
     embedded corpus uses, so equal keys compare equal as strings. Raises ``ValueError``
     otherwise.
     """
     parts = text.split()
     if len(parts) != 2 or parts[1].lower() not in _MODES:
         raise ValueError(f"not a key of the form '<tonic> major|minor': {text!r}")
-    tonic, mode = parts[0], _MODES[parts[1].lower()]
-    letter, accidentals = tonic[0].lower(), tonic[1:]
-    if letter not in _NATURALS or accidentals.strip("#b"):
-        raise ValueError(f"not a tonic (letter A-G, then # or b): {tonic!r}")
-    semitone = _NATURALS[letter] + accidentals.count("#") - accidentals.count("b")
-    return key_name(semitone, mode)
+    tonic = parts[0][:1].upper() + parts[0][1:]
+    return key_name(pitch_class_of(tonic), _MODES[parts[1].lower()])
 
 
 def _stable_rank(item_id: str) -> tuple[str, str]:

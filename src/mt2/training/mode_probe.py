@@ -9,8 +9,9 @@ calibration); inference rolls by the estimated one, which is the same wherever t
 signature is right, the only case in which the mode decides between right and wrong keys.
 
 The L2 strength is chosen on a validation set, and the probe is **kept only if it beats
-the template rule** (:func:`~mt2.inference.template_mode`) on the validation clips; the
-report says which rule won and by how much.
+the template rule** (:func:`~mt2.keys.template_mode`) on the validation clips; the
+report says which rule won and by how much. The fitted probe is an ``nn.Linear`` stored in
+``encoder.mode_probe``; inference only applies it.
 """
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ from tqdm import tqdm
 
 from mt2.audio import stream_audio
 from mt2.frontend import SAMPLE_RATE
-from mt2.inference.encoder import template_mode
-from mt2.keys import MODES, parse_key, signature_of
+from mt2.keys import MODES, parse_key, signature_of, template_mode
 
 #: Inverse L2 strengths tried (scikit-learn's ``C``).
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -70,7 +70,7 @@ def fit_mode_probe(
     if it beats the template rule on ``valid`` (else leave the encoder as it was).
 
     Raises:
-        ValueError: no calibration stored (``calibrate_encoder`` first), a model without the
+        ValueError: no calibration stored (:func:`mt2.training.calibrate.calibrate_encoder` first), a model without the
             pitch-class layout, a split without both modes, or an unreadable key name.
     """
     from sklearn.linear_model import LogisticRegression

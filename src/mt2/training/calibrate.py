@@ -1,4 +1,4 @@
-"""Calibration of the equivariant token: which output bin is which key signature.
+"""Fitting the calibration of the equivariant token (:class:`~mt2.inference.calibration.Calibration`).
 
 Self-supervised training fixes the 12 outputs only up to a rotation ``r`` (which bin is
 C major / A minor) and, in principle, a direction ``d`` (DESIGN.md section 3). After
@@ -19,11 +19,13 @@ one fifth off (docs/recipe.md), hence music-like references by default.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
 from mt2.frontend import SAMPLE_RATE
+from mt2.inference.calibration import Calibration
+from mt2.keys import tonic_of
 
 #: Relative harmonic amplitudes of the reference timbres (``h`` = 1, 2, ...).
 TIMBRES: dict[str, callable] = {
@@ -54,36 +56,6 @@ class CalibrationError(RuntimeError):
     """The references disagree on the direction of the equivariant output."""
 
 
-@dataclass
-class Calibration:
-    """Maps output bins of the equivariant token to key signatures (relative-major pitch class)."""
-
-    rotation: int
-    direction: int
-    votes: dict[str, int] = field(default_factory=dict)
-    agreement: float = 1.0  # share of references that the chosen map explains
-    references: str = "synthetic"  # the family of REFERENCES it was fitted on
-
-    def signature_of_bin(self, index: int | np.ndarray) -> int | np.ndarray:
-        return (self.direction * (np.asarray(index) - self.rotation)) % 12
-
-    def bin_of_signature(self, signature: int | np.ndarray) -> int | np.ndarray:
-        """Output bin of a key signature (the inverse of :meth:`signature_of_bin`)."""
-        return (self.direction * np.asarray(signature) + self.rotation) % 12
-
-    def signature_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
-        """Reorder ``(..., 12)`` bin probabilities so that entry ``s`` is signature ``s``."""
-        bins = (self.direction * np.arange(12) + self.rotation) % 12
-        return np.asarray(probabilities)[..., bins]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
-        return cls(**data)
-
-
 def _tone(midi: float, seconds: float, timbre, sample_rate: int) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
@@ -112,18 +84,15 @@ def reference_audio(tonic: int, timbre: str, sample_rate: int = SAMPLE_RATE) -> 
 def rendered_reference(signature: int, variant: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The generated reference piece of ``variant`` (:data:`RENDERED_VARIANTS`) in the key of
     its mode whose signature is ``signature``; the same composition for every signature."""
-    from dataclasses import replace
-
-    from mt2.corpus.build import default_soundfont
+    from mt2.corpus.build import default_soundfont  # deferred: the synthetic references need no corpus
     from mt2.corpus.generator import generate_piece
     from mt2.corpus.render import synthesize
 
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"rendered references are made at {SAMPLE_RATE} Hz, not {sample_rate}")
     instrument, style, mode = RENDERED_VARIANTS[variant]
-    tonic = signature if mode == "major" else (signature - 3) % 12
     seed = REFERENCE_SEED + list(RENDERED_VARIANTS).index(variant)
-    piece = generate_piece("calibration", np.random.default_rng(seed), tonic, mode, style, 12.0)
+    piece = generate_piece("calibration", np.random.default_rng(seed), tonic_of(signature, mode), mode, style, 12.0)
     program = RENDERED_PROGRAMS[instrument]
     piece = replace(piece, parts=[replace(p, program=program) for p in piece.parts if not p.is_drum])
     audio = synthesize(piece, default_soundfont().read_bytes(), 12.0)
@@ -164,3 +133,14 @@ def _best_rotation(bins: np.ndarray, signatures: np.ndarray, direction: int) -> 
     """The rotation ``r`` for which ``(d s + r) mod 12`` matches most observed bins, and the count."""
     hits = [int(((direction * signatures + r) % 12 == bins).sum()) for r in range(12)]
     return int(np.argmax(hits)), max(hits)
+
+
+def calibrate_encoder(encoder, references: str = "rendered") -> Calibration:
+    """Fit and store ``encoder.calibration`` (an :class:`~mt2.inference.Encoder`) from its own
+    predictions on a family of :data:`REFERENCES` (no labelled audio); returns it.
+
+    Raises:
+        CalibrationError: the reference timbres disagree on the direction.
+    """
+    encoder.calibration = calibrate(lambda audio: int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE))), references)
+    return encoder.calibration
