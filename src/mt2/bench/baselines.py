@@ -38,7 +38,7 @@ from scipy.ndimage import uniform_filter1d
 
 from mt2.bench.features import Request, source_hash
 from mt2.frontend import FRAME_RATE, MIDI_OF_BIN0, SAMPLE_RATE, CQTFrontend
-from mt2.keys import PITCH_NAMES, chroma_from_window
+from mt2.keys import PITCH_NAMES_SHARP, chroma_from_window
 
 CHROMA_FRAMES = 8
 CHROMA_RATE = FRAME_RATE / CHROMA_FRAMES  # 3.9 segments per second
@@ -56,7 +56,7 @@ PRIOR_OCTAVES = 1.0
 TIGHTNESS = 100.0
 #: The 25 classes of the majmin chord vocabulary: no chord, then 12 major and 12 minor
 #: triads with roots C..B, in mir_eval syntax.
-MAJMIN_LABELS = ("N", *(f"{p}:maj" for p in PITCH_NAMES), *(f"{p}:min" for p in PITCH_NAMES))
+MAJMIN_LABELS = ("N", *(f"{p}:maj" for p in PITCH_NAMES_SHARP), *(f"{p}:min" for p in PITCH_NAMES_SHARP))
 #: Segments whose chroma energy is below this fraction of the clip's loudest are "N".
 SILENCE = 0.05
 #: Harmonics summed by :func:`harmonic_pitch` and their weights.

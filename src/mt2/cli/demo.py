@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from mt2.audio import load_audio
     from mt2.corpus import read_manifest, render_corpus
     from mt2.frontend import DEFAULT_OFFSET, SAMPLE_RATE, CQTFrontend, model_window
-    from mt2.keys import chroma_from_window, fifths_distance, key_name, signature_name, signature_of, template_key
+    from mt2.keys import fifths_distance, key_name, signature_name, signature_of, template_key_of_window
     from mt2.model import count_parameters
 
     torch.set_num_threads(args.threads)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         estimate = encoder.key(audio, SAMPLE_RATE)
         with torch.inference_mode():
             window = model_window(frontend.magnitude(torch.from_numpy(audio)), DEFAULT_OFFSET, "linear")[0].numpy()
-        tonic, mode, _ = template_key(chroma_from_window(window, DEFAULT_OFFSET))
+        tonic, mode, _ = template_key_of_window(window, DEFAULT_OFFSET)
         signature = signature_of(clip["tonic"], clip["mode"])
         hits["mt2 signature"] += estimate.signature == signature
         hits["template signature"] += signature_of(tonic, mode) == signature
