@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from mt2.tables import markdown_table
 
 #: Targets on 2 CPU cores (the "Performance" issue).
 REALTIME_TARGET, REALTIME_AIM = 100.0, 150.0
@@ -72,34 +71,35 @@ def _mark(value: float, target: float, higher: bool = True) -> str:
 
 
 def _targets(sections: dict) -> str:
-    lines = ["## Targets (set for 2 CPU cores)\n", "| target | measured | met |", "|---|---|---|"]
+    rows = []
     if "embed" in sections:
         for row in sections["embed"]["result"]["rows"]:
             if row["backend"] == "-":
                 continue
             label = f"{row['model']}, {row['backend']} CQT"
-            lines.append(f"| embedding >= {REALTIME_TARGET:.0f}x realtime (aim {REALTIME_AIM:.0f}x): {label} | "
-                         f"{row['realtime']:.0f}x | {_mark(row['realtime'], REALTIME_TARGET)} |")
-            lines.append(f"| >= {MERT_TARGET:.0f}x faster than MERT-95M shape (aim {MERT_AIM:.0f}x): {label} | "
-                         f"{row['vs_mert']:.1f}x | {_mark(row['vs_mert'], MERT_TARGET)} |")
+            rows.append((f"embedding >= {REALTIME_TARGET:.0f}x realtime (aim {REALTIME_AIM:.0f}x): {label}",
+                         f"{row['realtime']:.0f}x", _mark(row["realtime"], REALTIME_TARGET)))
+            rows.append((f">= {MERT_TARGET:.0f}x faster than MERT-95M shape (aim {MERT_AIM:.0f}x): {label}",
+                         f"{row['vs_mert']:.1f}x", _mark(row["vs_mert"], MERT_TARGET)))
     if "memory" in sections:
-        rows = sections["memory"]["result"]
-        longest = max(row["minutes"] for row in rows)
-        for row in rows:
+        memory = sections["memory"]["result"]
+        longest = max(row["minutes"] for row in memory)
+        for row in memory:
             if row["minutes"] == longest:
-                lines.append(f"| peak RSS of a {longest:g}-minute file < 1 GB: {row['model']} | {row['peak_rss_mb']:.0f} MiB | "
-                             f"{_mark(row['peak_rss_mb'], RSS_TARGET_MB, higher=False)} |")
-        for ratio in _time_ratios(rows):
+                rows.append((f"peak RSS of a {longest:g}-minute file < 1 GB: {row['model']}", f"{row['peak_rss_mb']:.0f} MiB",
+                             _mark(row["peak_rss_mb"], RSS_TARGET_MB, higher=False)))
+        for ratio in _time_ratios(memory):
             linear = abs(ratio["ratio"] / ratio["expected"] - 1) <= LINEAR_TOLERANCE
-            lines.append(f"| time linear in duration: {ratio['label']} (expected {ratio['expected']:g}) | "
-                         f"{ratio['ratio']:.2f} | {'yes' if linear else 'no'} |")
+            rows.append((f"time linear in duration: {ratio['label']} (expected {ratio['expected']:g})",
+                         f"{ratio['ratio']:.2f}", "yes" if linear else "no"))
     if "training" in sections:
         result = sections["training"]["result"]
         for train in result["training"]:
             for source in result["pipeline"]:
                 ratio = source["tracks_per_second"] / train["tracks_per_second"]
-                lines.append(f"| data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['preset']} | "
-                             f"{ratio:.1f}x | {_mark(ratio, PIPELINE_TARGET)} |")
+                rows.append((f"data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['preset']}",
+                             f"{ratio:.1f}x", _mark(ratio, PIPELINE_TARGET)))
+    lines = ["## Targets (set for 2 CPU cores)\n", *markdown_table(("target", "measured", "met"), rows, list("lrl"))]
     return "\n".join(lines) + "\n"
 
 
@@ -123,14 +123,16 @@ def _embed(section: dict) -> str:
         "weights) resamples to 24 kHz and runs 5-s windows, 4 per batch. FLOPs are counted by "
         "`torch.utils.flop_counter.FlopCounterMode` (matrix products, convolutions, attention; MT2's with the "
         "nnAudio CQT, whose convolutions it sees) per second of audio.\n",
-        "| model | what | CQT backend | parameters | GFLOP per audio s | time (s) | realtime | x faster than MERT |",
-        "|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ("model", "what", "CQT backend", "parameters", "GFLOP per audio s", "time (s)", "realtime", "x faster than MERT"),
+            [
+                (row["model"], row["description"], row["backend"], f"{row['parameters'] / 1e6:.2f} M", f"{row['gflop_per_second']:.2f}",
+                 f"{row['seconds']:.2f}", f"{row['realtime']:.1f}x", f"{row['vs_mert']:.1f}")
+                for row in result["rows"]
+            ],
+            list("lllrrrrr"),
+        ),
     ]
-    for row in result["rows"]:
-        lines.append(
-            f"| {row['model']} | {row['description']} | {row['backend']} | {row['parameters'] / 1e6:.2f} M | "
-            f"{row['gflop_per_second']:.2f} | {row['seconds']:.2f} | {row['realtime']:.1f}x | {row['vs_mert']:.1f} |"
-        )
     lines.append(
         "\nThe pitch-class layout keeps 12 x 48 equivariant channels per token and runs each roll-commuting map as "
         "its expanded dense matrix, so it costs like a ViT of width 576 + 96; the plain layout is the width-192 "
@@ -155,22 +157,27 @@ def _cqt(section: dict) -> str:
         "is the closer of the two to the exact transform. Tolerance: the fast backend no farther from the exact "
         "transform than nnAudio, and within max abs "
         f"{result['tolerance']['max_abs']:g} and mean abs {result['tolerance']['mean_abs']:g} of nnAudio.\n",
-        "| signal | windows | max abs error | mean abs error | max relative error | within tolerance "
-        "| nnAudio vs exact (max abs) | fast vs exact (max abs) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in result["agreement"]:
-        lines.append(f"| {row['signal']} | {row['windows']} | {row['max_abs']:.1e} | {row['mean_abs']:.1e} | "
-                     f"{row['max_rel']:.1e} | {'yes' if row['within_tolerance'] else 'no'} | "
-                     f"{row['nnaudio_vs_exact']:.1e} | {row['fast_vs_exact']:.1e} |")
-    lines += [
+        *markdown_table(
+            ("signal", "windows", "max abs error", "mean abs error", "max relative error", "within tolerance",
+             "nnAudio vs exact (max abs)", "fast vs exact (max abs)"),
+            [
+                (row["signal"], row["windows"], f"{row['max_abs']:.1e}", f"{row['mean_abs']:.1e}", f"{row['max_rel']:.1e}",
+                 "yes" if row["within_tolerance"] else "no", f"{row['nnaudio_vs_exact']:.1e}", f"{row['fast_vs_exact']:.1e}")
+                for row in result["agreement"]
+            ],
+            list("lrrrrlrr"),
+        ),
         "\nSpeed of `CQTFrontend.magnitude` alone (4.03-s windows):\n",
-        "| windows per call | nnAudio (ms per window) | fast (ms per window) | nnAudio realtime | fast realtime | speed-up |",
-        "|---|---|---|---|---|---|",
+        *markdown_table(
+            ("windows per call", "nnAudio (ms per window)", "fast (ms per window)", "nnAudio realtime", "fast realtime", "speed-up"),
+            [
+                (row["batch"], f"{1e3 * row['nnaudio_s_per_window']:.1f}", f"{1e3 * row['fast_s_per_window']:.1f}",
+                 f"{row['nnaudio_realtime']:.0f}x", f"{row['fast_realtime']:.0f}x", f"{row['speedup']:.1f}x")
+                for row in result["speed"]
+            ],
+            list("rrrrrr"),
+        ),
     ]
-    for row in result["speed"]:
-        lines.append(f"| {row['batch']} | {1e3 * row['nnaudio_s_per_window']:.1f} | {1e3 * row['fast_s_per_window']:.1f} | "
-                     f"{row['nnaudio_realtime']:.0f}x | {row['fast_realtime']:.0f}x | {row['speedup']:.1f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -186,15 +193,18 @@ def _memory(section: dict) -> str:
         "with the duration. 'growth / output' is the peak above 'before the file' over the size of those arrays: "
         "the fixed buffers of decoding and of one batch, plus the per-window arrays that `Encoder.embed` keeps "
         "until it concatenates them at the end.\n",
-        "| model | minutes | time (s) | realtime | peak RSS (MiB) | before the file (MiB) | output arrays (MiB) "
-        "| growth / output | frame tokens |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ("model", "minutes", "time (s)", "realtime", "peak RSS (MiB)", "before the file (MiB)", "output arrays (MiB)",
+             "growth / output", "frame tokens"),
+            [
+                (row["model"], f"{row['minutes']:g}", f"{row['seconds']:.1f}", f"{row['realtime']:.1f}x", f"{row['peak_rss_mb']:.0f}",
+                 f"{row['ready_rss_mb']:.0f}", f"{row['output_mb']:.0f}",
+                 f"{(row['peak_rss_mb'] - row['ready_rss_mb']) / max(row['output_mb'], 1e-9):.1f}", row["frames"])
+                for row in rows
+            ],
+        ),
+        "",
     ]
-    for row in rows:
-        growth = (row["peak_rss_mb"] - row["ready_rss_mb"]) / max(row["output_mb"], 1e-9)
-        lines.append(f"| {row['model']} | {row['minutes']:g} | {row['seconds']:.1f} | {row['realtime']:.1f}x | {row['peak_rss_mb']:.0f} | "
-                     f"{row['ready_rss_mb']:.0f} | {row['output_mb']:.0f} | {growth:.1f} | {row['frames']} |")
-    lines.append("")
     lines += [f"Time ratio {r['label']}: {r['ratio']:.2f} (linear cost: {r['expected']:g})." for r in _time_ratios(rows)]
     return "\n".join(lines) + "\n"
 
@@ -208,25 +218,27 @@ def _training(section: dict) -> str:
         "`ssl_losses`, backward, clipping, AdamW, under `mt2.study.BASE` (pitch-class, 4 frames per token). "
         "Median of the timed steps after one warm-up step. Audio seconds per second counts the two 4-s segments "
         "(A and B) of every track.\n",
-        "| preset | parameters | batch | s per step | steps per s | tracks per s | audio s per s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in result["training"]:
-        lines.append(f"| {row['preset']} | {row['parameters'] / 1e6:.2f} M | {row['batch']} | {row['step_seconds']:.2f} | "
-                     f"{row['steps_per_second']:.3f} | {row['tracks_per_second']:.1f} | {row['audio_seconds_per_second']:.0f} |")
-    presets = [row["preset"] for row in result["training"]]
-    lines += [
+        *markdown_table(
+            ("preset", "parameters", "batch", "s per step", "steps per s", "tracks per s", "audio s per s"),
+            [
+                (row["preset"], f"{row['parameters'] / 1e6:.2f} M", row["batch"], f"{row['step_seconds']:.2f}",
+                 f"{row['steps_per_second']:.3f}", f"{row['tracks_per_second']:.1f}", f"{row['audio_seconds_per_second']:.0f}")
+                for row in result["training"]
+            ],
+        ),
         f"\nData pipeline per track, measured on {len(result['files'])} files (best of repetitions), and its "
         "throughput over what a training step consumes (tracks per second). Cut views always come from cached "
         "magnitudes; the decoding forms add decoding and the CQT of the whole file (the shard path).\n",
-        "| source | ms per track | tracks per s | audio s per s | " + " | ".join(f"x {p} training" for p in presets) + " |",
-        "|---|---|---|---|" + "---|" * len(presets),
+        *markdown_table(
+            ("source", "ms per track", "tracks per s", "audio s per s", *(f"x {row['preset']} training" for row in result["training"])),
+            [
+                (source["source"], f"{1e3 * source['seconds_per_track']:.1f}", f"{source['tracks_per_second']:.1f}",
+                 "-" if source.get("audio_seconds_per_second") is None else f"{source['audio_seconds_per_second']:.0f}",
+                 *(f"{source['tracks_per_second'] / row['tracks_per_second']:.1f}" for row in result["training"]))
+                for source in result["pipeline"]
+            ],
+        ),
     ]
-    for source in result["pipeline"]:
-        audio = source.get("audio_seconds_per_second")
-        ratios = " | ".join(f"{source['tracks_per_second'] / row['tracks_per_second']:.1f}" for row in result["training"])
-        lines.append(f"| {source['source']} | {1e3 * source['seconds_per_track']:.1f} | {source['tracks_per_second']:.1f} | "
-                     f"{'-' if audio is None else f'{audio:.0f}'} | {ratios} |")
     lines.append(
         "\nOn 2 cores the pipeline and the trainer share the CPU (DataLoader workers are processes): a ratio of r "
         "means the pipeline takes about 1/r of the time the trainer does.\n"
@@ -239,24 +251,29 @@ def _trials(result: dict) -> str:
         "## What was tried\n",
         f"On `{result['profile_model']}` and the first {result['trial_seconds']:.0f} s of the audio. Profile of one "
         "`Encoder.embed` call (operators with the most self CPU time):\n",
-        "| CQT backend | operator | share | ms |",
-        "|---|---|---|---|",
-    ]
-    for backend, operators in result["profile"].items():
-        for op in operators:
-            lines.append(f"| {backend} | `{op['name']}` | {100 * op['share']:.0f}% | {op['ms']:.0f} |")
-    lines += [
-        "\nOther settings, fast CQT backend (`threads` and `batch`: whole `Encoder.embed`; `autograd` and `compile`: "
-        "the model's forward pass on 16 windows):\n",
-        "| trial | setting | time (s) | realtime | time / best of the trial | note |",
-        "|---|---|---|---|---|---|",
+        *markdown_table(
+            ("CQT backend", "operator", "share", "ms"),
+            [(backend, f"`{op['name']}`", f"{100 * op['share']:.0f}%", f"{op['ms']:.0f}")
+             for backend, operators in result["profile"].items() for op in operators],
+            list("llrr"),
+        ),
     ]
     fastest: dict[str, float] = {}
     for row in result["trials"]:
         fastest[row["trial"]] = min(fastest.get(row["trial"], float("inf")), row["seconds"])
-    for row in result["trials"]:
-        lines.append(f"| {row['trial']} | {row['setting']} | {row['seconds']:.3f} | {row['realtime']:.1f}x | "
-                     f"{row['seconds'] / fastest[row['trial']]:.2f} | {row['note']} |")
+    lines += [
+        "\nOther settings, fast CQT backend (`threads` and `batch`: whole `Encoder.embed`; `autograd` and `compile`: "
+        "the model's forward pass on 16 windows):\n",
+        *markdown_table(
+            ("trial", "setting", "time (s)", "realtime", "time / best of the trial", "note"),
+            [
+                (row["trial"], row["setting"], f"{row['seconds']:.3f}", f"{row['realtime']:.1f}x",
+                 f"{row['seconds'] / fastest[row['trial']]:.2f}", row["note"])
+                for row in result["trials"]
+            ],
+            list("llrrrl"),
+        ),
+    ]
     if not any(row["trial"] == "compile" for row in result["trials"]):
         lines.append("\n`torch.compile` was not tried in this run (`mt2 perf --compile` tries it).")
     return "\n".join(lines) + "\n"
@@ -265,7 +282,8 @@ def _trials(result: dict) -> str:
 def plot(results: dict, path: Path) -> None:
     """Realtime factor of every embedding row (log scale) and peak RSS against file duration."""
     sections = results["sections"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    fig = Figure(figsize=(12, 4.5))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     if "embed" in sections:
         rows = sections["embed"]["result"]["rows"]
         labels = [row["model"] + ("" if row["backend"] == "-" else f"\n{row['backend']} CQT") for row in rows]
@@ -293,4 +311,3 @@ def plot(results: dict, path: Path) -> None:
         right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
