@@ -17,9 +17,10 @@ constant logits are the log of the codes' marginal ``q``, so CE >= H(q) = -sum_j
 reconstruction is the mean frame, so MSE >= the mean per-value variance of the targets.
 A run whose terms end near their floors has learned nothing from the context.
 
-``lambda = 1``: the reconstruction target is the model-input window (normalised to mean 1
-per window), whose variance (the MSE floor) is about 0.1 on the rendered corpus, so the
-cluster term dominates as it does in MERT, and the reconstruction term regularises.
+``lambda = 1``: the reconstruction target is the model-input window (sqrt magnitudes
+normalised to mean 1 per window). Measured on masked tokens of the ``small`` rendered
+corpus with its k = 100 codebook: CE floor 4.37 nats, MSE floor 1.93, so at their floors the
+two terms are of one order and the cluster term, MERT's main one, is the larger.
 """
 from __future__ import annotations
 
