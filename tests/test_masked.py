@@ -211,3 +211,12 @@ def test_pretrain_masked_cli_trains_resumes_exports_and_loads(synthetic_corpus, 
     assert frames.clip.shape == (encoder.embedding_size,) and np.isfinite(frames.clip).all()
     with pytest.raises(ValueError, match="equivariant"):
         encoder.key(audio, 16000)
+
+
+def test_codes_are_computed_in_fp32_under_bf16_autocast():
+    model = masked_model()
+    model.masked_prediction.set_codebook(torch.rand(16, 84) * 0.01 + torch.linspace(-4, 0.5, 84))  # near-tied centroids
+    x = torch.rand(4, 84, 126)
+    codes = model.masked_prediction.targets(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model.masked_prediction.targets(x)[0], codes)

@@ -116,7 +116,8 @@ class MaskedPrediction(nn.Module):
         """Codes ``(B, T')`` and frames ``(B, T', n * bins)`` of the unmasked input window."""
         if not bool(self.codebook.any()):
             raise ValueError("the masked variant's codebook is all zeros: fit it before training (mt2.training.codebook.fit_codebook)")
-        codes = nearest_centroid(token_features(window, self.frames_per_token), self.codebook)
+        with torch.autocast(window.device.type, enabled=False):  # codes from fp32 distances, also under bf16 training
+            codes = nearest_centroid(token_features(window, self.frames_per_token), self.codebook)
         return codes, token_frames(window, self.frames_per_token)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
