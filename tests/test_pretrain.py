@@ -264,9 +264,9 @@ def test_non_finite_losses_skip_steps_then_stop_with_advice(synthetic_corpus, tm
     calls = {"n": 0}
     real = trainer_module.ssl_losses
 
-    def sometimes_nan(model, views, temperature):
+    def sometimes_nan(model, views, temperature, generator=None):
         calls["n"] += 1
-        losses = real(model, views, temperature)
+        losses = real(model, views, temperature, generator)
         if calls["n"] in bad_calls:
             losses.total = losses.total * float("nan")
         return losses

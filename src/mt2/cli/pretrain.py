@@ -25,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="a folder of audio (recursive), a corpus folder or manifest (.jsonl/.csv with a 'path' column), "
                         "or a folder of WebDataset shards (mt2 corpus shard)")
-    parser.add_argument("--variant", choices=("mt2", "contrastive", "equivariant"),
-                        help="mt2: both class tokens (CPSD + NT-Xent); contrastive or equivariant: one token, one loss (default: the config's)")
+    parser.add_argument("--variant", choices=("mt2", "contrastive", "equivariant", "masked"),
+                        help="mt2: both class tokens (CPSD + NT-Xent); contrastive or equivariant: one token, one loss; "
+                        "masked: MERT's objective (masked-token prediction of k-means codes and CQT frames; the codebook "
+                        "is fitted first and saved as OUT/codebook.safetensors) (default: the config's)")
     parser.add_argument("--preset", help="packaged config and model size: mt2-mini (CPU) or mt2-tiny (paper scale) (default: the config's, else mt2-mini)")
     parser.add_argument("--config", type=Path, help="YAML file overlaid on the preset's config (any key of mt2/configs/mt2-mini.yaml)")
     parser.add_argument("--out", type=Path, default=Path("runs/pretrain"), help="run folder (default: runs/pretrain)")

@@ -9,13 +9,16 @@ from mt2.frontend import WINDOW_BINS
 LAYOUTS = ("plain", "pitch-class")
 EMBEDDINGS = ("linear", "freq")
 REGISTERS = ("none", "linear")
-ROLES = ("equivariant", "contrastive")
+ROLES = ("equivariant", "contrastive", "masked")
 
 #: Class-token roles of each variant; everything else is identical between variants.
+#: ``masked`` (MERT's objective, :mod:`mt2.model.masked`) keeps one class token that no loss
+#: reads (a register the frames attend to); its readout is the frame tokens' mean.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "mt2": ("equivariant", "contrastive"),
     "contrastive": ("contrastive",),
     "equivariant": ("equivariant",),
+    "masked": ("masked",),
 }
 
 
@@ -54,6 +57,8 @@ class ModelConfig:
     # heads
     projection_dim: int = 128
     projection_hidden: int = 256
+    # masked variant: k-means codebook size (classes of the masked-prediction head)
+    codebook_size: int = 100
 
     def __post_init__(self) -> None:
         self.roles = tuple(self.roles)
@@ -62,6 +67,8 @@ class ModelConfig:
             (self.embedding in EMBEDDINGS, f"embedding={self.embedding!r} is not one of {EMBEDDINGS}"),
             (self.register in REGISTERS, f"register={self.register!r} is not one of {REGISTERS}"),
             (len(self.roles) >= 1 and all(r in ROLES for r in self.roles), f"roles={self.roles} must be taken from {ROLES}"),
+            ("masked" not in self.roles or self.roles == ("masked",), f"roles={self.roles}: 'masked' is a variant of its own, roles=('masked',)"),
+            (self.codebook_size >= 2, f"codebook_size={self.codebook_size} must be >= 2"),
             (self.frames_per_token in (1, 2, 4), f"frames_per_token={self.frames_per_token} must be 1, 2 or 4"),
             (self.input_bins % 12 == 0, f"input_bins={self.input_bins} must be a multiple of 12"),
             (self.depth >= 1, f"depth={self.depth} must be >= 1"),

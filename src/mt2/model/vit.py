@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mt2.model.config import ModelConfig
+from mt2.model.masked import MaskedPrediction
 from mt2.model.pitch_class import (
     PITCH_CLASSES,
     CirculantLinear,
@@ -252,6 +253,7 @@ class MT2Model(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(c.max_tokens // c.frames_per_token, pos_dim) * 0.02)
         self.equivariant_head = EquivariantHead(c) if "equivariant" in c.roles else None
         self.contrastive_head = ContrastiveHead(c) if "contrastive" in c.roles else None
+        self.masked_prediction = MaskedPrediction(c) if "masked" in c.roles else None
 
     # -- token bookkeeping -------------------------------------------------------------
     @property
@@ -288,15 +290,20 @@ class MT2Model(nn.Module):
         if cqt.shape[2] < c.frames_per_token:
             raise ValueError(f"need at least {c.frames_per_token} frames, got {cqt.shape[2]}")
 
-    def tokenize(self, cqt: torch.Tensor) -> torch.Tensor:
+    def tokenize(self, cqt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """CQT window ``(B, bins, T)`` -> class + frame tokens ``(B, K + T', D)`` before the blocks.
 
         Trailing frames that do not fill a token are dropped (``T' = T // frames_per_token``).
+        ``mask`` ``(B, T')``: frame tokens replaced by the mask embedding (``masked`` variant).
         """
         self._check_input(cqt)
         frames = cqt.transpose(1, 2)
         t = frames.shape[1] // self.config.frames_per_token * self.config.frames_per_token
         tokens = self.embed(frames[:, :t].contiguous())
+        if mask is not None:
+            if self.masked_prediction is None:
+                raise ValueError(f"a mask needs the masked variant's mask embedding; this model has class tokens {self.config.roles}")
+            tokens = torch.where(mask.unsqueeze(-1), self._expand(self.masked_prediction.mask_embedding).to(tokens.dtype), tokens)
         tokens = tokens + self._positions(tokens.shape[1])
         cls = self._expand(self.class_tokens).unsqueeze(0).expand(tokens.shape[0], -1, -1)
         if self.config.class_token_mean:
@@ -310,9 +317,9 @@ class MT2Model(nn.Module):
         return join_tokens(self.eq_norm(e), self.inv_norm(u))
 
     # -- features ----------------------------------------------------------------------
-    def forward_features(self, cqt: torch.Tensor) -> torch.Tensor:
-        """CQT window -> normalised tokens ``(B, K + T', D)``: class tokens first."""
-        x = self.tokenize(cqt)
+    def forward_features(self, cqt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """CQT window -> normalised tokens ``(B, K + T', D)``: class tokens first (``mask``: see :meth:`tokenize`)."""
+        x = self.tokenize(cqt, mask)
         for block in self.blocks:
             x = block(x)
         return self.final_norm(x)

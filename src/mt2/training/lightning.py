@@ -37,7 +37,8 @@ from mt2.data.pretrain import CachedSource, TrainBatch, open_source
 from mt2.model import MT2Model
 from mt2.study import lr_factor
 from mt2.training.config import PretrainConfig, read_saved_config, save_config
-from mt2.training.objective import ssl_losses
+from mt2.training.codebook import CODEBOOK_FILE, run_codebook
+from mt2.training.objective import mask_generator, ssl_losses
 from mt2.training.probes import ProbeCallback, plot_curves, probe_rows
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class MT2Module(L.LightningModule):
         return bool(finite.item())
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
-        losses = ssl_losses(self.model, batch.views, self.config.temperature)
+        generator = mask_generator(self.config.seed, batch.index, self.global_rank)
+        losses = ssl_losses(self.model, batch.views, self.config.temperature, generator)
         self.unreadable += batch.unreadable
         if not self._agreed_finite(losses.total):
             return self._skip_step()
@@ -82,7 +84,7 @@ class MT2Module(L.LightningModule):
         size = batch.views.a.shape[0]
         self.log("loss", losses.total, prog_bar=True, batch_size=size)
         self.log("loss_smooth", sum(self._recent) / len(self._recent), batch_size=size)
-        for name in ("cpsd", "ntxent"):
+        for name in ("cpsd", "ntxent", "masked_ce", "masked_mse"):
             if getattr(losses, name) is not None:
                 self.log(name, getattr(losses, name), batch_size=size)
         self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
@@ -306,5 +308,8 @@ def pretrain(
         default_root_dir=out,
     )
     L.seed_everything(config.seed, workers=True, verbose=False)
-    trainer.fit(MT2Module(config.to_dict()), datamodule=datamodule, ckpt_path=last if resume else None)
+    module = MT2Module(config.to_dict())
+    if module.model.masked_prediction is not None:  # fitted before training, reused on resume
+        module.model.masked_prediction.set_codebook(run_codebook(out / CODEBOOK_FILE, datamodule.source, config))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
     return last

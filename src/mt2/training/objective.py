@@ -1,14 +1,17 @@
 """The MT2 objective on one batch of views: CPSD on the equivariant token, NT-Xent on the
-contrastive token; the total is their sum (DESIGN.md section 3)."""
+contrastive token; the total is their sum (DESIGN.md section 3). The ``masked`` variant
+instead predicts masked frame tokens of view A (:func:`masked_losses`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from mt2.data.views import Views
-from mt2.losses import cpsd_loss, nt_xent_loss
+from mt2.losses import cpsd_loss, masked_prediction_loss, nt_xent_loss
 from mt2.model import MT2Model
+from mt2.model.masked import span_mask
+from mt2.data.views import Views
 
 
 @dataclass
@@ -16,10 +19,33 @@ class Losses:
     total: torch.Tensor
     cpsd: torch.Tensor | None
     ntxent: torch.Tensor | None
+    masked_ce: torch.Tensor | None = None
+    masked_mse: torch.Tensor | None = None
 
 
-def ssl_losses(model: MT2Model, views: Views, temperature: float = 0.1) -> Losses:
-    """Run A, B (and C when there is an equivariant token) through ``model`` in one batch."""
+def mask_generator(seed: int, index: int, rank: int) -> np.random.Generator:
+    """The generator of the masks of batch ``index`` on ``rank`` (a stream apart from the batch's own)."""
+    return np.random.default_rng([seed, index, rank, 1])
+
+
+def masked_losses(model: MT2Model, views: Views, generator: np.random.Generator) -> Losses:
+    """MERT's objective on view A: span-mask its frame tokens, predict their codes and frames."""
+    head = model.masked_prediction
+    codes, frames = head.targets(views.a)
+    mask = span_mask(*codes.shape, generator).to(codes.device)
+    tokens = model.forward_features(views.a, mask)[:, model.num_prefix_tokens :]
+    logits, reconstruction = head(tokens[mask])
+    total, ce, mse = masked_prediction_loss(logits, codes[mask], reconstruction, frames[mask])
+    return Losses(total=total, cpsd=None, ntxent=None, masked_ce=ce, masked_mse=mse)
+
+
+def ssl_losses(model: MT2Model, views: Views, temperature: float = 0.1, generator: np.random.Generator | None = None) -> Losses:
+    """Run A, B (and C when there is an equivariant token) through ``model`` in one batch;
+    the ``masked`` variant runs :func:`masked_losses` with ``generator`` (required for it)."""
+    if model.masked_prediction is not None:
+        if generator is None:
+            raise ValueError("the masked variant draws its masks from a generator: pass generator=mask_generator(seed, index, rank)")
+        return masked_losses(model, views, generator)
     has_eq = model.equivariant_head is not None
     batch = [views.a, views.b] + ([views.c] if has_eq else [])
     out = model(torch.cat(batch, dim=0))
