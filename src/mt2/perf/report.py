@@ -98,7 +98,7 @@ def _targets(sections: dict) -> str:
         for train in result["training"]:
             for source in result["pipeline"]:
                 ratio = source["tracks_per_second"] / train["tracks_per_second"]
-                lines.append(f"| data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['preset']} | "
+                lines.append(f"| data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['name']} | "
                              f"{ratio:.1f}x | {_mark(ratio, PIPELINE_TARGET)} |")
     return "\n".join(lines) + "\n"
 
@@ -204,17 +204,18 @@ def _training(section: dict) -> str:
     lines = [
         "## Training on CPU and the data pipeline\n",
         _load(section),
-        "One step: views A, B, C of the batch (`sample_views`, made before the clock starts), "
-        "`ssl_losses`, backward, clipping, AdamW, under `mt2.study.BASE` (pitch-class, 4 frames per token). "
+        "One step: `mt2.training.step.train_step` (the step of `mt2 pretrain` and the study: `ssl_losses`, "
+        "backward, clipping, AdamW, schedule) on views made before the clock starts (`sample_views`), under "
+        "the packaged pretraining config of each row's preset with the row's model overrides. "
         "Median of the timed steps after one warm-up step. Audio seconds per second counts the two 4-s segments "
         "(A and B) of every track.\n",
-        "| preset | parameters | batch | s per step | steps per s | tracks per s | audio s per s |",
-        "|---|---|---|---|---|---|---|",
+        "| model | frames per token | parameters | batch | s per step | steps per s | tracks per s | audio s per s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["training"]:
-        lines.append(f"| {row['preset']} | {row['parameters'] / 1e6:.2f} M | {row['batch']} | {row['step_seconds']:.2f} | "
+        lines.append(f"| {row['name']} | {row['frames_per_token']} | {row['parameters'] / 1e6:.2f} M | {row['batch']} | {row['step_seconds']:.2f} | "
                      f"{row['steps_per_second']:.3f} | {row['tracks_per_second']:.1f} | {row['audio_seconds_per_second']:.0f} |")
-    presets = [row["preset"] for row in result["training"]]
+    presets = [row["name"] for row in result["training"]]
     lines += [
         f"\nData pipeline per track, measured on {len(result['files'])} files (best of repetitions), and its "
         "throughput over what a training step consumes (tracks per second). Cut views always come from cached "
