@@ -78,13 +78,14 @@ def train(config: PretrainConfig, cache: CQTCache, keys: list[str], log_every: i
     for step in range(config.max_steps):
         chosen = generator.choice(len(keys), size=config.batch_size, replace=len(keys) < config.batch_size)
         views = sample_views([cache[keys[i]] for i in chosen], view_config, generator)
-        losses = train_step(model, views, optimizer, schedule, config)
+        losses, grad_norm = train_step(model, views, optimizer, schedule, config)
         record = {
             "step": step + 1,
             "seconds": round(time.time() - start, 2),
             "loss": losses.total.item(),
             "cpsd": None if losses.cpsd is None else losses.cpsd.item(),
             "ntxent": None if losses.ntxent is None else losses.ntxent.item(),
+            "grad_norm": grad_norm.item(),
         }
         curve.append(record)
         if (step + 1) % log_every == 0 or step == 0:

@@ -58,13 +58,13 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
     config: PretrainConfig,
-) -> Losses:
+) -> tuple[Losses, torch.Tensor]:
     """One optimisation step of ``model`` on ``views`` (module docstring); returns the losses
-    (attached to the graph: call ``.item()`` to record them)."""
+    and the gradients' global L2 norm before clipping (tensors: ``.item()`` to record them)."""
     losses = step_losses(model, views, config)
     optimizer.zero_grad(set_to_none=True)
     losses.total.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     schedule.step()
-    return losses
+    return losses, grad_norm
