@@ -16,7 +16,7 @@ def cqt(batch=2, frames=126, seed=0):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_shapes_of_every_output(layout, variant):
-    model = build_model("mt2-mini", variant, layout=layout).eval()
+    model = build_model("mt2-mini", variant, layout=layout, frames_per_token=1).eval()
     k = len(VARIANTS[variant])
     out = model(cqt())
     assert out.tokens.shape == (2, k + 126, model.config.token_dim)
@@ -42,7 +42,7 @@ def test_last_intermediate_equals_forward_features(layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("frames", [32, 938])  # 1 s and 30 s
 def test_positional_interpolation_gives_finite_outputs(layout, frames):
-    model = build_model("mt2-mini", "mt2", layout=layout).eval()
+    model = build_model("mt2-mini", "mt2", layout=layout, frames_per_token=1).eval()
     with torch.inference_mode():
         out = model(cqt(1, frames))
     assert torch.isfinite(out.tokens).all() and out.tokens.shape[1] == 2 + frames

@@ -21,11 +21,14 @@ from bad_inputs import BAD, VALID, make_bad_folder
 from mt2 import study
 from mt2.training.calibrate import reference_audio
 from mt2.cli import main
-from mt2.data.pretrain import CachedBatches, ShardBatches, _epoch_plan, open_source, stream_samples
+from mt2.data.pretrain import CachedBatches, ShardBatches, TrainBatch, _epoch_plan, open_source, stream_samples
 from mt2.data.shards import Shard, find_shards, write_shards
-from mt2.data.views import ViewConfig, Views
-from mt2.model import MT2Model
+from mt2.model import MT2Model, ModelConfig, build_model, make_config
 from mt2.training.config import PretrainConfig, load_config, packaged_config
+from mt2.training.step import lr_factor, make_optimizer, train_step
+from mt2.data.views import ViewConfig, Views
+
+SHIPPED = Path(__file__).parents[1] / "src" / "mt2" / "weights" / "mt2" / "config.json"
 
 #: A model small enough for CPU tests, on top of the mt2-mini preset.
 TINY = {
@@ -48,25 +51,108 @@ def state_of(checkpoint: Path) -> tuple[int, dict]:
 
 
 # -- configuration ---------------------------------------------------------------------------
+def test_mt2_mini_preset_is_the_shipped_model():
+    shipped = json.loads(SHIPPED.read_text())
+    assert build_model("mt2-mini").config == ModelConfig.from_dict(shipped["model"])
+    assert make_config("mt2-mini").frames_per_token == 4 and make_config("mt2-mini").layout == "pitch-class"
+    # the shipped run's own config (which still spelled out the shape) resolves to the same model
+    assert PretrainConfig.from_dict(shipped["training"]["pretrain_config"]).model_config() == make_config("mt2-mini")
+
+
 @pytest.mark.parametrize("preset", ["mt2-mini", "mt2-tiny"])
-def test_packaged_configs_are_the_study_base(preset):
-    config = PretrainConfig.from_dict(packaged_config(preset))
-    base = study.BASE
-    assert config.preset == preset and config.variant == base.variant
-    assert (config.model, config.views) == (base.model, base.views)
-    assert (config.lr, config.weight_decay, config.batch_size, config.warmup) == (base.lr, base.weight_decay, base.batch_size, base.warmup)
-    assert config.betas == (0.9, 0.98)
-    assert config.study_config() == replace(base, preset=preset)
+def test_packaged_configs_train_the_preset_shape(preset):
+    assert packaged_config(preset)["model"] == {}, "a packaged yaml must not override its preset's model"
+    config = load_config(preset)
+    assert config.preset == preset and config.model_config() == make_config(preset, config.variant)
+    assert config.betas == (0.9, 0.98) and config.grad_clip == 1.0 and config.balance_weight == 0.0
+
+
+def test_mt2_tiny_is_the_papers_shape():
+    shape = load_config("mt2-tiny").model_config()
+    assert (shape.layout, shape.frames_per_token, shape.depth, shape.heads) == ("pitch-class", 1, 12, 3)
 
 
 def test_config_layers_merge_and_reject_unknown_keys(tmp_path):
     config = load_config(None, tiny_yaml(tmp_path), variant="equivariant", lr=None)
-    assert config.model == {"layout": "pitch-class", "frames_per_token": 4, **TINY["model"]}
-    assert config.variant == "equivariant" and config.lr == study.BASE.lr and config.batch_size == 4
-    assert config.model_config().roles == ("equivariant",)
+    assert config.model == TINY["model"]
+    assert config.variant == "equivariant" and config.lr == packaged_config("mt2-mini")["lr"] and config.batch_size == 4
+    assert config.model_config().roles == ("equivariant",) and config.model_config().frames_per_token == 4
     (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         load_config(None, tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="model overrides must be a mapping"):
+        config.overlaid({"model": "plain"})
+
+
+def test_study_overlays_change_one_thing_of_the_shipped_recipe():
+    shipped = PretrainConfig.from_dict(json.loads(SHIPPED.read_text())["training"]["pretrain_config"])
+    pc = study.study_config("pc", 1500)
+    assert pc.model_config() == shipped.model_config()
+    assert {k: v for k, v in pc.to_dict().items() if k != "model"} == {k: v for k, v in shipped.to_dict().items() if k != "model"}
+    plain = study.study_config("plain", 100, seed=3).model_config()
+    assert (plain.layout, plain.frames_per_token) == ("plain", 4)  # merged key by key: the token rate stays
+    assert study.study_config("pc-no-register", 100).overlaid({"model": {"depth": 1}}).model_config().register == "none"
+    for name in study.OVERLAYS:
+        config = study.study_config(name, 100, seed=1)
+        assert config.max_steps == 100 and config.seed == 1
+        assert config.to_dict() != study.recipe(100, 1).to_dict() or name == "pc", name
+    with pytest.raises(ValueError, match="pc-lr3e-3"):
+        study.study_config("pc-lr3e3", 100)
+
+
+def test_lr_factor_warms_up_linearly_then_decays_to_zero():
+    factors = [lr_factor(step, 100, 10) for step in range(101)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10] == 1.0 and factors[55] == pytest.approx(0.5) and factors[100] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+def test_lightning_steps_are_the_plain_steps():
+    """Two steps of :class:`MT2Module` under a Trainer configured as :func:`pretrain` configures it
+    (automatic optimisation, clipping by the Trainer) equal two :func:`train_step` calls from the
+    same initial weights on the same batches. Two steps, because AdamW's first step hardly depends
+    on the gradient's scale (clipping) or on the betas; one thread, because AdamW turns the rounding
+    noise of a gradient that is zero in exact arithmetic (a bias before a softmax) into a visible step."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from mt2.training.lightning import MT2Module
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        # warm-up 1 and 10 steps: both steps near the peak rate, the second below it; a clip norm
+        # below the gradients' norm: the clipping acts
+        config = PretrainConfig(model=TINY["model"], batch_size=4, warmup=1, max_steps=10, grad_clip=1e-3, balance_weight=0.1)
+        module = MT2Module(config.to_dict())
+        model = MT2Model(config.model_config())
+        model.load_state_dict(module.model.state_dict())
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        first = _fixed_views(4)
+        batches = [first, Views(*(t.flip(-1) for t in (first.a, first.b, first.c)), shift=first.shift, offset=first.offset)]
+
+        model.train()
+        optimizer, schedule = make_optimizer(model, config)
+        for views in batches:
+            losses, grad_norm = train_step(model, views, optimizer, schedule, config)
+            assert losses.entropy is not None and grad_norm > 2 * config.grad_clip
+        assert schedule.get_last_lr()[0] < config.lr
+
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_steps=2, precision="32-true", gradient_clip_val=config.grad_clip,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )
+        loader = DataLoader([TrainBatch(index=i, views=views) for i, views in enumerate(batches)], batch_size=None)
+        trainer.fit(module, train_dataloaders=loader)
+    finally:
+        torch.set_num_threads(threads)
+    assert trainer.global_step == 2
+    moved = 0.0
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(module.model.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
+        moved = max(moved, float((value - initial[name]).abs().max()))
+    assert moved > 1e-4
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -262,16 +348,16 @@ def test_non_finite_losses_skip_steps_then_stop_with_advice(synthetic_corpus, tm
 
     root, _, _ = synthetic_corpus
     calls = {"n": 0}
-    real = trainer_module.ssl_losses
+    real = trainer_module.step_losses
 
-    def sometimes_nan(model, views, temperature, generator=None):
+    def sometimes_nan(model, views, config, generator=None):
         calls["n"] += 1
-        losses = real(model, views, temperature, generator)
+        losses = real(model, views, config, generator)
         if calls["n"] in bad_calls:
             losses.total = losses.total * float("nan")
         return losses
 
-    monkeypatch.setattr(trainer_module, "ssl_losses", sometimes_nan)
+    monkeypatch.setattr(trainer_module, "step_losses", sometimes_nan)
     config = load_config(None, tiny_yaml(tmp_path, probe_every=0, checkpoint_every=10, max_nonfinite=3))
     bad_calls = {2, 3}
     last = trainer_module.pretrain(replace(config, max_steps=4), root, tmp_path / "a", cache_dir=root / "cache", progress=False)
@@ -301,7 +387,7 @@ def _fixed_views(batch: int) -> Views:
 
 def _tiny_model() -> MT2Model:
     torch.manual_seed(0)
-    return MT2Model(PretrainConfig(model={**study.BASE.model, **TINY["model"]}).model_config())
+    return MT2Model(PretrainConfig(model=TINY["model"]).model_config())
 
 
 def _local_views(views: Views, rank: int, world: int) -> Views:

@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "perf",
         help="measure speed and memory: MT2 against a MERT-95M-shaped network, long files, training",
         description="Measure, in one process with one thread count and on the same decoded audio: the realtime "
-        "factor, parameters and FLOPs of Encoder.embed for mt2-tiny (pitch-class and plain layouts, and the "
-        "training recipe) with each CQT backend, and of a MERT-95M-shaped network with random weights; the fast "
+        "factor, parameters and FLOPs of Encoder.embed for mt2-tiny (its preset shape, the plain layout, and 4 "
+        "frames per token) with each CQT backend, and of a MERT-95M-shaped network with random weights; the fast "
         "CQT backend's agreement with nnAudio; peak memory and time of Encoder.embed_file on long generated files "
         "(one child process each); training steps per second and data-pipeline throughput. Writes a Markdown "
         "report with a figure and a JSON file. Timings on a machine shared with other work are slower: the report "

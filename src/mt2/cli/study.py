@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mt2.study import CONFIGS
+    from mt2.study import OVERLAYS
 
     parser = sub.add_parser(
         "study",
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its test split, append a JSON line per run to OUT/runs.jsonl and rewrite OUT/table.md.",
     )
     parser.add_argument("--corpus", type=Path, required=True, help="folder written by `mt2 corpus render` (with manifest.jsonl)")
-    parser.add_argument("--configs", default="pc", help=f"comma-separated configuration names; known: {', '.join(sorted(CONFIGS))}")
+    parser.add_argument("--configs", default="pc", help=f"comma-separated configuration names; overlays of the shipped recipe (mt2.study.OVERLAYS): {', '.join(sorted(OVERLAYS))}")
     parser.add_argument("--steps", type=int, default=600, help="training steps per configuration (batch 32 tracks)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and evaluation shifts")
     parser.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (runs.jsonl, table.md, cache/)")

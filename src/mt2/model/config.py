@@ -103,11 +103,13 @@ class ModelConfig:
         return cls(**data)
 
 
-#: Named sizes. ``mt2-tiny`` matches the paper's scale (ViT-Tiny backbone, about MERT-95M / 18
-#: parameters); ``mt2-mini`` trains on a laptop CPU and serves the tests.
+#: Named shapes, the one place of each recipe's model. ``mt2-tiny``: the paper's scale (ViT-Tiny
+#: backbone, about MERT-95M / 18 parameters) and token rate (1 frame per token), pitch-class
+#: layout. ``mt2-mini``: the shipped model (``mt2/weights/mt2``, docs/recipe.md): pitch-class
+#: layout, 4 frames per token; it trains on a laptop CPU and serves the tests.
 PRESETS: dict[str, dict] = {
-    "mt2-tiny": dict(depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48, invariant_width=96),
-    "mt2-mini": dict(depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=16, invariant_width=64),
+    "mt2-tiny": dict(layout="pitch-class", frames_per_token=1, depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48, invariant_width=96),
+    "mt2-mini": dict(layout="pitch-class", frames_per_token=4, depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=16, invariant_width=64),
 }
 
 

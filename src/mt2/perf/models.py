@@ -1,17 +1,17 @@
-"""The MT2 models that ``mt2 perf`` times: one preset in the layouts worth comparing."""
+"""The MT2 models that ``mt2 perf`` times: each a preset with model overrides (one row each)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from mt2.frontend import CQTFrontend
 from mt2.inference import Encoder
-from mt2.model import build_model
-from mt2.study import BASE
+from mt2.model import build_model, make_config
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """An MT2 model to time: ``build_model(preset, "mt2", **overrides)``."""
+    """An MT2 model to time: ``build_model(preset, "mt2", **overrides)``; in the training
+    section, the packaged pretraining config of ``preset`` with ``model: overrides``."""
 
     name: str
     preset: str
@@ -26,9 +26,18 @@ class ModelSpec:
 
 
 def model_specs(preset: str) -> list[ModelSpec]:
-    """The layouts of ``preset`` worth timing: its default, the plain layout, and the training recipe."""
+    """The shapes of ``preset`` worth timing: the preset itself, the plain layout, and the other
+    token rate (4 frames per token for a 1-frame preset, else 1)."""
+    shape = make_config(preset)
+    rate, other = shape.frames_per_token, (1 if shape.frames_per_token == 4 else 4)
     return [
-        ModelSpec(preset, preset, {}, "preset default: pitch-class layout (dense maps), 1 frame per token"),
-        ModelSpec(f"{preset} plain", preset, {"layout": "plain"}, "plain layout (the paper's ViT-1D), 1 frame per token"),
-        ModelSpec(f"{preset} recipe", preset, dict(BASE.model), "mt2.study.BASE (the packaged training config): pitch-class, 4 frames per token"),
+        ModelSpec(preset, preset, {}, f"the preset (mt2.model.PRESETS): {shape.layout} layout, {rate} frame(s) per token"),
+        ModelSpec(f"{preset} plain", preset, {"layout": "plain"}, f"plain layout (the paper's ViT-1D), {rate} frame(s) per token"),
+        ModelSpec(f"{preset} {other} fpt", preset, {"frames_per_token": other}, f"{shape.layout} layout, {other} frame(s) per token"),
     ]
+
+
+def training_specs(presets: tuple[str, ...]) -> list[ModelSpec]:
+    """The rows of the training section: each preset's packaged recipe as it is. A row with
+    ``overrides`` (e.g. ``{"pc_basis": "fourier"}``) times the same recipe with that model."""
+    return [ModelSpec(preset, preset, {}, f"packaged recipe of {preset}") for preset in presets]

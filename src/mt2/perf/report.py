@@ -97,7 +97,7 @@ def _targets(sections: dict) -> str:
         for train in result["training"]:
             for source in result["pipeline"]:
                 ratio = source["tracks_per_second"] / train["tracks_per_second"]
-                rows.append((f"data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['preset']}",
+                rows.append((f"data pipeline >= {PIPELINE_TARGET:.0f}x training: {source['source']} for {train['name']}",
                              f"{ratio:.1f}x", _mark(ratio, PIPELINE_TARGET)))
     lines = ["## Targets (set for 2 CPU cores)\n", *markdown_table(("target", "measured", "met"), rows, list("lrl"))]
     return "\n".join(lines) + "\n"
@@ -214,14 +214,15 @@ def _training(section: dict) -> str:
     lines = [
         "## Training on CPU and the data pipeline\n",
         _load(section),
-        "One step: views A, B, C of the batch (`sample_views`, made before the clock starts), "
-        "`ssl_losses`, backward, clipping, AdamW, under `mt2.study.BASE` (pitch-class, 4 frames per token). "
+        "One step: `mt2.training.step.train_step` (the step of `mt2 pretrain` and the study: `ssl_losses`, "
+        "backward, clipping, AdamW, schedule) on views made before the clock starts (`sample_views`), under "
+        "the packaged pretraining config of each row's preset with the row's model overrides. "
         "Median of the timed steps after one warm-up step. Audio seconds per second counts the two 4-s segments "
         "(A and B) of every track.\n",
         *markdown_table(
-            ("preset", "parameters", "batch", "s per step", "steps per s", "tracks per s", "audio s per s"),
+            ("model", "frames per token", "parameters", "batch", "s per step", "steps per s", "tracks per s", "audio s per s"),
             [
-                (row["preset"], f"{row['parameters'] / 1e6:.2f} M", row["batch"], f"{row['step_seconds']:.2f}",
+                (row["name"], row["frames_per_token"], f"{row['parameters'] / 1e6:.2f} M", row["batch"], f"{row['step_seconds']:.2f}",
                  f"{row['steps_per_second']:.3f}", f"{row['tracks_per_second']:.1f}", f"{row['audio_seconds_per_second']:.0f}")
                 for row in result["training"]
             ],
@@ -230,7 +231,7 @@ def _training(section: dict) -> str:
         "throughput over what a training step consumes (tracks per second). Cut views always come from cached "
         "magnitudes; the decoding forms add decoding and the CQT of the whole file (the shard path).\n",
         *markdown_table(
-            ("source", "ms per track", "tracks per s", "audio s per s", *(f"x {row['preset']} training" for row in result["training"])),
+            ("source", "ms per track", "tracks per s", "audio s per s", *(f"x {row['name']} training" for row in result["training"])),
             [
                 (source["source"], f"{1e3 * source['seconds_per_track']:.1f}", f"{source['tracks_per_second']:.1f}",
                  "-" if source.get("audio_seconds_per_second") is None else f"{source['audio_seconds_per_second']:.0f}",

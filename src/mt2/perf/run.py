@@ -23,7 +23,7 @@ from mt2.perf.cqt_check import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, WINDOW_SEC
 from mt2.perf.embedding import embed_profile, embed_speed, embed_trials
 from mt2.perf.measure import load_average, torch_threads
 from mt2.perf.memory import long_file_memory
-from mt2.perf.models import model_specs
+from mt2.perf.models import model_specs, training_specs
 from mt2.perf.mert_shape import QUICK_CONFIG, MertShapeConfig
 from mt2.perf.signals import harmonic_tone, music_files, real_music, synthetic_music
 from mt2.perf.training import pipeline_speed, training_speed
@@ -154,9 +154,9 @@ def _training_section(options: PerfOptions, scratch: Path, log) -> dict:
     fast = CQTFrontend(backend="fast")
     clips = [magnitude_of(fast, load_audio(path, SAMPLE_RATE)) for path in files]
     rows = []
-    for preset in options.train_presets:
-        log(f"timing training steps of {preset}")
-        rows.append(training_speed(preset, options.train_batch, options.train_steps, clips))
+    for spec in training_specs(options.train_presets):
+        log(f"timing training steps of {spec.name}")
+        rows.append(training_speed(spec, options.train_batch, options.train_steps, clips))
     log("timing the data pipeline")
     pipeline = pipeline_speed(files, options.train_batch, options.repeats)
     return {"files": [str(p) for p in files], "training": rows, "pipeline": pipeline}

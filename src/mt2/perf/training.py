@@ -1,11 +1,13 @@
-"""Training speed on CPU and whether the data pipeline keeps up with it.
+"""Training speed and whether the data pipeline keeps up with it.
 
-A training step is the recipe study's (:func:`mt2.study.train` with :data:`mt2.study.BASE`):
-views A, B, C of ``batch`` tracks (:func:`mt2.data.views.sample_views`), the MT2
-objective (:func:`mt2.training.objective.ssl_losses`), backward, gradient clipping at 1 and
-an AdamW step. The views are made before the clock starts, so that the step time is the
-model's alone. A step consumes ``batch`` tracks, and from each two 4-s segments (A and B;
-C is A cut at another offset), which is what "audio seconds per second" counts.
+A timed step is the one training step, :func:`mt2.training.step.train_step` (the step of
+``mt2 pretrain`` and of the recipe study): views A, B, C of ``batch`` tracks
+(:func:`mt2.data.views.sample_views`), the MT2 objective, backward, gradient clipping,
+AdamW and the schedule, under the packaged pretraining config of the row's preset with the
+row's model overrides (:class:`mt2.perf.models.ModelSpec`). The views are made before the
+clock starts, so that the step time is the model's alone. A step consumes ``batch``
+tracks, and from each two 4-s segments (A and B; C is A cut at another offset), which is
+what "audio seconds per second" counts.
 
 The data pipeline is timed apart, per track, in its two forms (:mod:`mt2.data.pretrain`):
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,14 @@ import torch
 
 from mt2.audio import load_audio
 from mt2.data.pretrain import magnitude_of
-from mt2.data.views import ViewConfig, sample_views
 from mt2.frontend import BACKENDS, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
 from mt2.model import count_parameters
+from mt2.model import MT2Model
 from mt2.perf.measure import best_time, best_times
-from mt2.study import BASE, build
-from mt2.training.objective import ssl_losses
+from mt2.perf.models import ModelSpec
+from mt2.training.config import PretrainConfig, load_config
+from mt2.training.step import make_optimizer, train_step
+from mt2.data.views import ViewConfig, sample_views
 
 
 def segment_seconds(view_config: ViewConfig) -> float:
@@ -42,32 +45,35 @@ def segment_seconds(view_config: ViewConfig) -> float:
     return view_config.segment_frames * HOP_LENGTH / SAMPLE_RATE
 
 
-def training_speed(preset: str, batch_size: int, steps: int, clips: list[np.ndarray], seed: int = 0) -> dict:
-    """Median step time of ``steps`` training steps of ``preset`` under :data:`mt2.study.BASE`
-    (one untimed step first), on views cut from the magnitudes ``clips``."""
-    cfg = replace(BASE, preset=preset, batch_size=batch_size)
+def training_config(spec: ModelSpec, batch_size: int) -> PretrainConfig:
+    """The config a row times: the packaged config of ``spec.preset``, ``model`` overlaid by
+    ``spec.overrides``, ``batch_size`` tracks per step."""
+    return load_config(spec.preset, batch_size=batch_size, model=dict(spec.overrides))
+
+
+def training_speed(spec: ModelSpec, batch_size: int, steps: int, clips: list[np.ndarray], seed: int = 0) -> dict:
+    """Median time of ``steps`` calls of :func:`~mt2.training.step.train_step` (after one untimed
+    call) under :func:`training_config`, on views cut from the magnitudes ``clips``; the views
+    are made before the clock starts."""
+    config = training_config(spec, batch_size)
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
-    model = build(cfg).train()
-    view_config = ViewConfig(**cfg.views)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    model = MT2Model(config.model_config()).train()
+    view_config = config.view_config()
+    optimizer, schedule = make_optimizer(model, config)
     batches = [sample_views([clips[i] for i in generator.integers(len(clips), size=batch_size)], view_config, generator) for _ in range(2)]
-
-    def step(views) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        ssl_losses(model, views).total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-
-    step(batches[0])
+    train_step(model, batches[0], optimizer, schedule, config)
     times = []
     for i in range(max(1, steps)):
         start = time.perf_counter()
-        step(batches[i % 2])
+        train_step(model, batches[i % 2], optimizer, schedule, config)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return {
-        "preset": preset,
+        "name": spec.name,
+        "preset": spec.preset,
+        "overrides": dict(spec.overrides),
+        "frames_per_token": model.config.frames_per_token,
         "parameters": count_parameters(model),
         "batch": batch_size,
         "steps_timed": len(times),
@@ -82,7 +88,7 @@ def pipeline_speed(files: list[Path], batch_size: int, repeats: int, seed: int =
     """Seconds per track of the data pipeline in each form (module docstring), measured on
     ``files``; rows ``source``, ``seconds_per_track``, ``tracks_per_second`` and, for the
     decoding forms, ``audio_seconds_per_second`` (audio decoded and transformed per second)."""
-    view_config = ViewConfig(**BASE.views)
+    view_config = load_config("mt2-mini").view_config()
     generator = np.random.default_rng(seed)
     audio = [load_audio(path, SAMPLE_RATE) for path in files]
     fast = CQTFrontend(backend="fast")

@@ -1,10 +1,14 @@
 """The configuration of a pretraining run: every hyper-parameter, read from YAML.
 
-The packaged files ``mt2/configs/<preset>.yaml`` hold the defaults (model, view and
-optimiser settings equal to the recipe study's :data:`mt2.study.BASE`); a user file
-given with ``--config`` overlays them key by key, and command-line flags overlay both.
-The resolved configuration is saved as ``config.yaml`` beside the checkpoints, with the
-package version and the data hash (:func:`save_config`).
+One config type serves every trainer (``mt2 pretrain``, the recipe study, ``mt2 perf``).
+The model's shape is the named preset's (:data:`mt2.model.PRESETS`); the packaged files
+``mt2/configs/<preset>.yaml`` hold the run's defaults (views, optimiser, schedule, run
+length) and no model overrides, so the preset is the one place of the recipe's shape. A
+user file given with ``--config`` overlays them, command-line flags overlay both, and a
+recipe-study configuration is a named overlay (:data:`mt2.study.OVERLAYS`); every layer
+merges ``model`` and ``views`` key by key (:func:`overlay`). The resolved configuration is
+saved as ``config.yaml`` beside the checkpoints, with the package version and the data
+hash (:func:`save_config`).
 """
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from mt2.data.views import ViewConfig
 from mt2.model import ModelConfig, make_config
-from mt2.study import StudyConfig
+from mt2.data.views import ViewConfig
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+#: Keys whose mappings are merged key by key when configurations are layered.
+MERGED_KEYS = ("model", "views")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class PretrainConfig:
     warmup: int = 50
     grad_clip: float = 1.0
     temperature: float = 0.1
+    balance_weight: float = 0.0
     batch_size: int = 32
     max_steps: int = 10000
     seed: int = 0
@@ -63,12 +69,9 @@ class PretrainConfig:
     def view_config(self) -> ViewConfig:
         return ViewConfig(**self.views)
 
-    def study_config(self) -> StudyConfig:
-        """The same settings as a recipe-study configuration (for :func:`mt2.study.evaluate`)."""
-        return StudyConfig(
-            preset=self.preset, variant=self.variant, model=dict(self.model), views=dict(self.views),
-            lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size, warmup=self.warmup,
-        )
+    def overlaid(self, overrides: dict) -> "PretrainConfig":
+        """A new configuration: this one with ``overrides`` laid over it (:func:`overlay`)."""
+        return PretrainConfig.from_dict(overlay(self.to_dict(), overrides))
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -93,6 +96,20 @@ def packaged_config(preset: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def overlay(data: dict, overrides: dict) -> dict:
+    """``data`` with ``overrides`` laid over it: ``model`` and ``views`` mappings merged key by
+    key (an override of ``model.layout`` keeps the other model keys), other keys replaced."""
+    merged = dict(data)
+    for key, value in overrides.items():
+        if key in MERGED_KEYS:
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}={value!r}: {key} overrides must be a mapping of field names to values")
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(preset: str | None = None, path: str | Path | None = None, **overrides) -> PretrainConfig:
     """Packaged defaults of ``preset`` (else the file's ``preset``, else ``mt2-mini``), overlaid by
     the YAML file ``path``, then by the ``overrides`` that are not ``None``.
@@ -106,8 +123,7 @@ def load_config(preset: str | None = None, path: str | Path | None = None, **ove
     name = preset or user.get("preset") or "mt2-mini"
     data = packaged_config(name)
     for layer in (user, {k: v for k, v in overrides.items() if v is not None}):
-        for key, value in layer.items():
-            data[key] = {**data.get(key, {}), **value} if key in ("model", "views") else value
+        data = overlay(data, layer)
     data["preset"] = name
     return PretrainConfig.from_dict(data)
 

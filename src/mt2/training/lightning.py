@@ -1,8 +1,9 @@
 """The production trainer: MT2 pretraining with Lightning (DESIGN.md section 3).
 
-- :class:`MT2Module`: the model and :func:`mt2.training.objective.ssl_losses`; AdamW
-  (0.9, 0.98), linear warm-up then cosine decay (the study's schedule); gradient clipping by
-  the Trainer; bf16 autocast on GPU only (``precision: auto``). A non-finite loss skips the
+- :class:`MT2Module`: the model and the one training step of :mod:`mt2.training.step`
+  under Lightning's automatic optimisation: the same loss function (:func:`step_losses`),
+  optimiser and schedule (:func:`make_optimizer`), gradient norm clipping by the Trainer at
+  ``grad_clip``; bf16 autocast on GPU only (``precision: auto``). A non-finite loss skips the
   step (no change to the weights or the optimiser's moments; every rank agrees) and is counted;
   ``max_nonfinite`` in a row stop the run with :class:`NonFiniteLossError`.
 - :class:`MT2DataModule`: batches of views from a folder, manifest or shards
@@ -35,11 +36,11 @@ from torch.utils.data import DataLoader
 import mt2
 from mt2.data.pretrain import CachedSource, TrainBatch, open_source
 from mt2.model import MT2Model
-from mt2.study import lr_factor
 from mt2.training.config import PretrainConfig, read_saved_config, save_config
 from mt2.training.codebook import CODEBOOK_FILE, run_codebook
-from mt2.training.objective import mask_generator, ssl_losses
+from mt2.training.objective import mask_generator
 from mt2.training.probes import ProbeCallback, plot_curves, probe_rows
+from mt2.training.step import make_optimizer, step_losses
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class MT2Module(L.LightningModule):
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         generator = mask_generator(self.config.seed, batch.index, self.global_rank)
-        losses = ssl_losses(self.model, batch.views, self.config.temperature, generator)
+        losses = step_losses(self.model, batch.views, self.config, generator)
         self.unreadable += batch.unreadable
         if not self._agreed_finite(losses.total):
             return self._skip_step()
@@ -84,7 +85,7 @@ class MT2Module(L.LightningModule):
         size = batch.views.a.shape[0]
         self.log("loss", losses.total, prog_bar=True, batch_size=size)
         self.log("loss_smooth", sum(self._recent) / len(self._recent), batch_size=size)
-        for name in ("cpsd", "ntxent", "masked_ce", "masked_mse"):
+        for name in ("cpsd", "ntxent", "entropy", "masked_ce", "masked_mse"):
             if getattr(losses, name) is not None:
                 self.log(name, getattr(losses, name), batch_size=size)
         self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
@@ -118,9 +119,7 @@ class MT2Module(L.LightningModule):
             self._skipping = False
 
     def configure_optimizers(self):
-        cfg = self.config
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg.max_steps, cfg.warmup))
+        optimizer, schedule = make_optimizer(self.model, self.config)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,0 +1,35 @@
+"""``mt2 perf`` training rows: the shared training step, under the packaged config with per-row model overrides."""
+from __future__ import annotations
+
+import numpy as np
+
+from mt2.perf import training as perf_training
+from mt2.perf.models import ModelSpec, model_specs, training_specs
+from mt2.training import step
+
+SMALL = {"depth": 1, "pc_channels": 8, "heads": 2, "invariant_width": 16, "projection_dim": 16, "projection_hidden": 32}
+
+
+def test_training_rows_time_the_shared_step_with_model_overrides(monkeypatch):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[4].model)  # the config's model overrides
+        return step.train_step(*args, **kwargs)
+
+    monkeypatch.setattr(perf_training, "train_step", counted)
+    clips = [np.random.default_rng(i).random((99, 400)).astype(np.float32) for i in range(3)]
+    rows = [perf_training.training_speed(spec, 2, 2, clips) for spec in (
+        ModelSpec("small", "mt2-mini", SMALL), ModelSpec("small 1 fpt", "mt2-mini", {**SMALL, "frames_per_token": 1}),
+    )]
+    assert len(calls) == 2 * 3 and calls[0] == SMALL  # one untimed step, then the timed ones, per row
+    assert [row["frames_per_token"] for row in rows] == [4, 1] and rows[0]["overrides"] == SMALL
+    assert all(row["steps_per_second"] > 0 and row["audio_seconds_per_second"] > 0 for row in rows)
+    assert perf_training.training_config(ModelSpec("x", "mt2-tiny"), 8).model_config().frames_per_token == 1
+
+
+def test_spec_lists_follow_the_preset():
+    mini, tiny = model_specs("mt2-mini"), model_specs("mt2-tiny")
+    assert [s.overrides for s in mini] == [{}, {"layout": "plain"}, {"frames_per_token": 1}]
+    assert [s.overrides for s in tiny] == [{}, {"layout": "plain"}, {"frames_per_token": 4}]
+    assert [(s.preset, s.overrides) for s in training_specs(("mt2-mini", "mt2-tiny"))] == [("mt2-mini", {}), ("mt2-tiny", {})]
