@@ -15,7 +15,7 @@ ROOT = SRC.parent
 #: Packages of the extras (pyproject.toml), none of which ``load``, ``embed`` or ``key`` may need.
 OPTIONAL = (
     "lightning", "pytorch_lightning", "webdataset", "yaml", "matplotlib", "sklearn", "music21",
-    "pretty_midi", "tinysoundfont", "mir_eval", "tqdm", "librosa", "hearvalidator",
+    "pretty_midi", "tinysoundfont", "mir_eval", "librosa", "hearvalidator",
 )
 
 
@@ -31,7 +31,7 @@ def test_imports_keep_the_contracts():
     assert "0 broken" in result.stdout
 
 
-def test_embed_and_key_run_with_the_optional_packages_hidden():
+def test_embed_and_key_run_with_the_optional_packages_hidden(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
@@ -41,7 +41,7 @@ def test_embed_and_key_run_with_the_optional_packages_hidden():
         class Hide:
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] in HIDDEN:
-                    raise ImportError(f"{{name}} is hidden (an extra)")
+                    raise ModuleNotFoundError(f"{{name}} is hidden (an extra)", name=name)
 
         sys.meta_path.insert(0, Hide())
         import numpy as np
@@ -63,9 +63,18 @@ def test_embed_and_key_run_with_the_optional_packages_hidden():
         except ImportError as error:
             print("hidden:", error)
         print("key:", estimate.key)
+
+        import soundfile
+        from mt2.cli import main
+
+        path = sys.argv[1] + "/triad.wav"
+        soundfile.write(path, triad, sr)
+        assert main(["key", path]) == 0  # the command line works in a core install
+        assert main(["study", "--corpus", "x"]) == 2  # and names the extra where it cannot
         """
     )
-    result = _run([sys.executable, "-c", script])
+    result = _run([sys.executable, "-c", script, str(tmp_path)])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "hidden: lightning is hidden" in result.stdout  # the finder did hide the extras
+    assert "hidden: lightning is hidden" in result.stdout
+    assert "mt2 study needs the optional package" in result.stderr  # the finder did hide the extras
     assert "key: " in result.stdout
