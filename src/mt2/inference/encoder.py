@@ -245,9 +245,10 @@ class KeyEstimate:
         return self.key if self.key is not None else NO_KEY
 
     def to_dict(self) -> dict:
-        """JSON-ready fields (``profile`` as a list, ``level_db`` None for digital silence) and ``label``."""
+        """JSON-ready fields: ``key`` is :attr:`label` (``"X"``: no key), ``has_key`` is added,
+        ``profile`` is a list and ``level_db`` None for digital silence."""
         return {
-            "key": self.key, "label": self.label, "tonic": self.tonic, "mode": self.mode, "signature": self.signature,
+            "key": self.label, "has_key": self.has_key, "tonic": self.tonic, "mode": self.mode, "signature": self.signature,
             "signature_name": self.signature_name, "confidence": self.confidence,
             "profile": [float(p) for p in self.profile], "mode_source": self.mode_source,
             "level_db": self.level_db if np.isfinite(self.level_db) else None,
