@@ -5,15 +5,21 @@ non-overlapping windows (hop = window) of :attr:`Encoder.window_frames` CQT fram
 longest run of whole tokens that the model's learned positions cover (126 frames =
 4.03 s with one frame per token; 124 frames with four). Each window is analysed on its
 own: its CQT is computed from its own samples and normalised on its own
-(:func:`mt2.frontend.model_window`). A window's output therefore depends on nothing
-outside it, so the embedding of a long input is the concatenation of the embeddings of
-its windows, and :meth:`Encoder.embed_file` streams a file with memory that does not
-grow with its duration (only the outputs do: one vector per frame token). The price is
+(:meth:`mt2.frontend.CQTFrontend.window`, the one definition of the model input). A window's
+output therefore depends on nothing outside it, so the embedding of a long input is the
+concatenation of the embeddings of its windows, and :meth:`Encoder.embed_file` streams a
+file with memory that does not grow with its duration (only the outputs do: one vector per
+frame token, written once into arrays allocated from the file's duration). The price is
 at the window edges, where the lowest CQT bins see the window's reflection instead of
 its neighbour (about 0.2 s at the bottom of the 84-bin window).
 
 The last window is zero-padded. Its padded frames are dropped from the frame outputs and
 weigh nothing in clip averages: a window weighs its number of valid frames.
+
+**One pass.** Each window goes through the model once, and that pass yields everything: every
+class token of every block asked for, the frame tokens, the equivariant head's output and the
+input's chroma and level (:class:`Embedding`). Every readout is derived from it
+(:meth:`Embedding.readout`), and so is the key (:meth:`Encoder.key_of`).
 
 **Keys.** The key signature comes from the equivariant class token alone, which was
 trained without labels; the :class:`~mt2.calibration.Calibration` stored with the
