@@ -14,7 +14,7 @@ encoder.key(audio, sr).key                    # "A minor"; None (label "X") for 
 """
 from mt2.inference.checkpoint import SHIPPED_MODELS, CheckpointError, shipped_models
 from mt2.inference.encoder import (
-    MIN_CONFIDENCE,
+    MIN_PEAKINESS,
     NO_KEY,
     READOUTS,
     SILENCE_DB,
@@ -24,11 +24,12 @@ from mt2.inference.encoder import (
     Readout,
     calibrate_encoder,
     load,
+    peakiness,
     template_mode,
     to_model_rate,
 )
 
 __all__ = [
-    "MIN_CONFIDENCE", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "Readout",
-    "calibrate_encoder", "load", "shipped_models", "template_mode", "to_model_rate",
+    "MIN_PEAKINESS", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "Readout",
+    "calibrate_encoder", "load", "peakiness", "shipped_models", "template_mode", "to_model_rate",
 ]
