@@ -104,6 +104,9 @@ class CQTFrontend(nn.Module):
             raise ValueError(f"audio must have shape (N,) or (B, N), got {tuple(audio.shape)}")
         if not torch.isfinite(audio).all():
             raise ValueError("audio contains NaN or infinite samples: clean or drop the input")
+        if self.backend == "fast" and audio.device.type == "mps":
+            raise ValueError("the fast CQT backend computes in float64, which MPS lacks: use backend='nnaudio' "
+                             "(CQTFrontend(backend=...), mt2.load(name, backend='nnaudio'))")
         return self.cqt(audio.float())
 
     def window(self, magnitude: torch.Tensor, frames: int | None = None) -> torch.Tensor:

@@ -348,9 +348,10 @@ class Encoder(nn.Module):
         write_checkpoint(self, folder)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> "Encoder":
-        """Load a folder written by :meth:`save_pretrained`; pickled checkpoints are refused."""
-        return cls(**read_checkpoint(folder))
+    def from_pretrained(cls, folder: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> "Encoder":
+        """Load a folder written by :meth:`save_pretrained` with CQT ``backend``
+        (:data:`mt2.frontend.BACKENDS`); pickled checkpoints are refused."""
+        return cls(**read_checkpoint(folder), backend=backend)
 
     # -- properties --------------------------------------------------------------------
     @property
@@ -724,8 +725,9 @@ def _file_blocks(path: str | os.PathLike, block_seconds: float) -> tuple[Iterato
     return blocks, -(-info.frames * SAMPLE_RATE // info.sample_rate)
 
 
-def load(name_or_path: str | os.PathLike) -> Encoder:
-    """An :class:`Encoder` from a shipped name (``mt2``, ``contrastive``, ``equivariant``) or a folder.
+def load(name_or_path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Encoder:
+    """An :class:`Encoder` from a shipped name (``mt2``, ``contrastive``, ``equivariant``) or a
+    folder, computing its CQT with ``backend`` (:data:`mt2.frontend.BACKENDS`).
 
     Raises:
         mt2.inference.checkpoint.CheckpointError: a pickled checkpoint (with the export
@@ -733,7 +735,7 @@ def load(name_or_path: str | os.PathLike) -> Encoder:
             or a folder that is not a saved model.
         FileNotFoundError: neither a path nor a shipped name.
     """
-    return Encoder.from_pretrained(resolve(name_or_path))
+    return Encoder.from_pretrained(resolve(name_or_path), backend)
 
 
 def calibrate_encoder(encoder: Encoder, references: str = "rendered") -> Calibration:
