@@ -11,7 +11,7 @@ from safetensors.numpy import load_file
 from bad_inputs import BAD, VALID, make_bad_folder
 from mt2.bench.key import KEYS
 from mt2.cli import build_parser, main
-from mt2.inference import shipped_models
+from mt2.inference import NO_KEY, Encoder, shipped_models
 from mt2.keys import key_scores, parse_key
 from tiny_encoder import one_thread, save_encoder
 
@@ -65,14 +65,16 @@ def test_embed_safetensors_for_a_single_file(model_dir, inputs, tmp_path, capsys
     assert set(arrays) == ARRAYS and arrays["windows"].shape == (1, 256)
 
 
-def test_key_prints_a_line_per_good_file_and_reports_bad_ones(model_dir, inputs, capsys):
+def test_key_prints_a_line_per_good_file_and_reports_bad_ones(model_dir, inputs, capsys, monkeypatch):
+    monkeypatch.setattr(Encoder, "min_peakiness", 0.0)  # noise inputs: name a key unless silent
     status = main(["key", str(inputs), "--model", str(model_dir)])
     captured = capsys.readouterr()
     _check_one_line_per_bad_file(captured.err)
     assert status == 1
-    rows = [line.split("\t") for line in captured.out.splitlines()]
-    assert sorted(r[0].rsplit("/", 1)[1] for r in rows) == sorted(VALID)
-    for path, key, signature, confidence in rows:
+    rows = {line.split("\t")[0].rsplit("/", 1)[1]: line.split("\t")[1:] for line in captured.out.splitlines()}
+    assert sorted(rows) == sorted(VALID)
+    assert rows.pop("silent.wav")[:2] == [NO_KEY, "no key"]
+    for key, signature, confidence in rows.values():
         assert key.split()[1] in ("major", "minor") and "major /" in signature and 0 < float(confidence) <= 1
 
 
@@ -80,7 +82,14 @@ def test_key_json(model_dir, inputs, capsys):
     status = main(["key", str(inputs / "sub" / "good.flac"), str(inputs / "sub" / "short.wav"), "--model", str(model_dir), "--json"])
     results = json.loads(capsys.readouterr().out)
     assert status == 0 and len(results) == 2
-    assert {"path", "key", "signature", "signature_name", "confidence", "profile"} <= set(results[0])
+    assert {"path", "key", "has_key", "signature", "signature_name", "confidence", "profile", "level_db"} <= set(results[0])
+    silent = json.loads(_run_json(["key", str(inputs / "sub" / "silent.wav"), "--model", str(model_dir), "--json"], capsys))[0]
+    assert silent["key"] == NO_KEY and not silent["has_key"] and silent["signature"] is None and silent["level_db"] is None
+
+
+def _run_json(argv: list[str], capsys) -> str:
+    assert main(argv) == 0
+    return capsys.readouterr().out
 
 
 def test_key_labels_score_the_files_listed_in_a_manifest(model_dir, inputs, tmp_path, capsys):

@@ -43,7 +43,7 @@ def clips(tiny):
 def frontend():
     from mt2.frontend import CQTFrontend
 
-    return CQTFrontend(compression="linear", normalize=False)
+    return CQTFrontend()
 
 
 def _midi(tiny, clip) -> pretty_midi.PrettyMIDI:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mt2.frontend import MIDI_OF_BIN0, SAMPLE_RATE, CQTFrontend, crop
+from mt2.frontend import DEFAULT_OFFSET, MIDI_OF_BIN0, SAMPLE_RATE, WINDOW_BINS, CQTFrontend, compress, crop, model_window
 
 
 def tone(midi: float, seconds: float = 2.0, harmonics: int = 1) -> torch.Tensor:
@@ -11,9 +11,19 @@ def tone(midi: float, seconds: float = 2.0, harmonics: int = 1) -> torch.Tensor:
     return sum(torch.sin(2 * np.pi * h * f0 * t) / h for h in range(1, harmonics + 1)).float()
 
 
+class Spectrum:
+    """All 99 bins compressed (sqrt) and normalised, as the model window is: what these tests inspect."""
+
+    def __init__(self) -> None:
+        self.frontend = CQTFrontend()
+
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        return compress(self.frontend.magnitude(audio), "sqrt")
+
+
 @pytest.fixture(scope="module")
 def frontend():
-    return CQTFrontend()
+    return Spectrum()
 
 
 @pytest.mark.parametrize("midi", [33, 45, 57, 60, 69, 81, 96])
@@ -54,7 +64,9 @@ def test_gain_is_normalised_away(frontend):
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="compression"):
         CQTFrontend(compression="cube")
-    frontend = CQTFrontend()
+    with pytest.raises(ValueError, match=r"offset=16 must lie in \[0, 15\]"):
+        CQTFrontend(offset=16).window(torch.zeros(1, 99, 10))
+    frontend = Spectrum()
     with pytest.raises(ValueError, match="NaN"):
         frontend(torch.full((1000,), float("nan")))
     with pytest.raises(ValueError, match="shape"):
@@ -69,3 +81,16 @@ def test_per_example_crop_matches_single_crop():
     out = crop(cqt, offsets)
     for i, o in enumerate(offsets.tolist()):
         torch.testing.assert_close(out[i], crop(cqt[i : i + 1], o)[0])
+
+
+def test_window_is_model_window_at_the_frontends_offset_and_compression():
+    """The frontend's window is the one definition of the model input: model_window of the first
+    ``frames`` frames at its offset, with its compression; gain does not matter."""
+    frontend = CQTFrontend(compression="log", offset=3)
+    magnitude = frontend.magnitude(torch.stack([tone(60, harmonics=3), 0.1 * tone(67)]))
+    window = frontend.window(magnitude, 40)
+    assert window.shape == (2, WINDOW_BINS, 40)
+    torch.testing.assert_close(window, model_window(magnitude[..., :40], 3, "log"))
+    assert not torch.allclose(window, CQTFrontend().window(magnitude, 40))  # offset 7, sqrt
+    torch.testing.assert_close(window.mean(dim=(1, 2)), torch.ones(2))
+    assert CQTFrontend().offset == DEFAULT_OFFSET and frontend.window(magnitude).shape[-1] == magnitude.shape[-1]

@@ -63,6 +63,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, noise):
         assert {"mode_probe.weight", "mode_probe.bias"} <= set(handle.keys())
 
     loaded = load(tmp_path / "model")
+    original.min_peakiness = loaded.min_peakiness = 0.0  # noise input: name a key anyway
     _assert_same_embedding(original.embed(noise, SR), loaded.embed(noise, SR), atol=0)
     assert original.key(noise, SR).to_dict() == loaded.key(noise, SR).to_dict()
     assert loaded.key(noise, SR).mode_source == "probe"
@@ -188,6 +189,7 @@ def test_key_estimate_follows_the_calibration(noise):
     raw = encoder.bin_probabilities(noise, SR)
     assert raw.shape == (12,) and raw.sum() == pytest.approx(1, abs=1e-5)
     encoder.calibration = Calibration(rotation=5, direction=-1)
+    encoder.min_peakiness = 0.0  # noise input: name a key anyway
     estimate = encoder.key(noise, SR)
     np.testing.assert_allclose(estimate.profile, encoder.calibration.signature_probabilities(raw), atol=1e-6)
     assert estimate.signature == int(np.argmax(estimate.profile)) and estimate.confidence == pytest.approx(estimate.profile.max())
@@ -202,6 +204,7 @@ def test_mode_probe_decides_the_mode(noise):
     with torch.no_grad():
         encoder.mode_probe.weight.zero_()
         encoder.mode_probe.bias.copy_(torch.tensor([0.0, 5.0]))  # always minor
+    encoder.min_peakiness = 0.0  # noise input: name a key anyway
     estimate = encoder.key(noise, SR)
     assert estimate.mode == "minor" and estimate.mode_source == "probe"
     assert estimate.tonic == (estimate.signature - 3) % 12
@@ -266,3 +269,84 @@ def test_shipped_class_tokens_stay_distinct_after_training():
     tokens = encoder.embed(chord(8.0), SR).class_tokens  # (windows, 2, D)
     cosine = torch.nn.functional.cosine_similarity(torch.from_numpy(tokens[:, 0]), torch.from_numpy(tokens[:, 1]), dim=-1)
     assert cosine.abs().max() < 0.95, cosine
+
+
+# -- one pass --------------------------------------------------------------------------------
+def test_one_pass_yields_every_readout_and_layer(encoder, noise, monkeypatch):
+    """One forward pass per batch of windows gives every readout of every block asked for, each
+    equal to what embed gives when asked for that readout and block alone."""
+    calls = []
+    forward = encoder.model.forward_intermediates
+    monkeypatch.setattr(encoder.model, "forward_intermediates", lambda *a, **k: calls.append(a[1]) or forward(*a, **k))
+    emb = encoder.embed(noise, SR, layers=[0, 2], batch_size=2)  # 3 windows: 2 batches
+    assert len(calls) == 2 and emb.layers == (0, 2, 3) and emb.layer == 3
+    monkeypatch.undo()
+    for layer in (0, 2, -1):
+        for name in encoder.readouts:
+            alone = encoder.embed(noise, SR, readout=name, layer=layer)
+            got = emb.readout(name, layer)
+            np.testing.assert_allclose(got.windows, alone.windows, atol=1e-5, err_msg=f"{name}@{layer}")
+            np.testing.assert_allclose(got.clip, alone.clip, atol=1e-5, err_msg=f"{name}@{layer}")
+        np.testing.assert_allclose(emb.frames_at(layer), encoder.embed(noise, SR, layer=layer).frames, atol=1e-5)
+    assert not np.allclose(emb.readout("contrastive").clip, emb.readout("equivariant").clip)
+    with pytest.raises(ValueError, match=r"layer 1 was not embedded \(held: \[0, 2, 3\]\).*layers=\[\.\.\.\]"):
+        emb.readout("average", 1)
+    with pytest.raises(ValueError, match="readout 'tempo' is not available"):
+        emb.readout("tempo")
+    with pytest.raises(ValueError, match="layer 4 is out of range"):
+        encoder.embed(noise, SR, layers=[4])
+
+
+def test_key_of_an_embedding_is_the_key_of_the_audio(noise):
+    encoder = make_encoder(mode_probe=True)
+    encoder.min_peakiness = 0.0  # noise input: name a key anyway
+    from_embedding = encoder.key_of(encoder.embed(noise, SR, readout="frames", layers=[0]))
+    direct = encoder.key(noise, SR)
+    assert (from_embedding.key, from_embedding.mode_source) == (direct.key, "probe") and from_embedding.has_key
+    np.testing.assert_allclose(from_embedding.profile, direct.profile, atol=1e-6)
+    assert from_embedding.level_db == pytest.approx(direct.level_db)
+
+
+def test_embed_file_writes_frames_once_into_one_array(encoder, tmp_path):
+    """The frame tokens of a streamed file live in one array allocated from the file's duration:
+    no list of pieces, no concatenated copy; its spare capacity is under two windows of tokens."""
+    path = tmp_path / "long.wav"
+    sf.write(path, (0.1 * np.random.default_rng(3).standard_normal(int(44100 * 41.3))).astype(np.float32), 44100)
+    emb = encoder.embed_file(path, readout="frames", block_seconds=7.0)
+    per_window = encoder.window_frames // encoder.config.frames_per_token
+    buffer = emb.frames.base
+    assert buffer is not None and buffer.shape[1:] == emb.frames.shape[1:]
+    assert 0 <= buffer.shape[0] - emb.frames.shape[0] < 2 * per_window
+    assert emb.frames.shape[0] == emb.frame_counts.sum() == len(emb.timestamps)
+
+
+# -- no key ----------------------------------------------------------------------------------
+def test_silence_has_no_key_whatever_the_model_says():
+    encoder = make_encoder()
+    encoder.min_peakiness = 0.0  # only the level decides
+    for audio in (np.zeros(3 * SR, np.float32), np.full(2 * SR, 1e-5, np.float32) * np.sign(np.random.default_rng(0).standard_normal(2 * SR))):
+        estimate = encoder.key(audio, SR)
+        assert not estimate.has_key and estimate.key is None and estimate.label == mt2.inference.NO_KEY == "X"
+        assert estimate.signature is None and estimate.mode is None and estimate.level_db < encoder.silence_db
+        assert estimate.to_dict()["key"] == "X" and estimate.confidence == pytest.approx(estimate.profile.max())
+    assert encoder.key(chord(2.0), SR).has_key
+
+
+def _noise(kind: str, db: float, seconds: float = 8.0, seed: int = 0) -> np.ndarray:
+    """White, pink (1/f power) or brown (1/f^2 power) noise at an RMS level of ``db`` dB full scale."""
+    n = int(seconds * SR)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    f = np.maximum(np.arange(len(spectrum)), 1)
+    spectrum /= {"white": 1, "pink": np.sqrt(f), "brown": f}[kind]
+    x = np.fft.irfft(spectrum, n)
+    return (10 ** (db / 20) * x / np.sqrt(np.mean(x**2))).astype(np.float32)
+
+
+@pytest.mark.skipif("mt2" not in shipped_models(), reason="the shipped weights are not in this installation")
+@pytest.mark.parametrize("kind", ["white", "pink", "brown"])
+def test_shipped_model_finds_no_key_in_noise(kind):
+    encoder = load("mt2")
+    for db in (-40, -20):
+        estimate = encoder.key(_noise(kind, db, seed=-db), SR)
+        assert not estimate.has_key, (kind, db, estimate)
+        assert estimate.level_db == pytest.approx(db, abs=0.5)

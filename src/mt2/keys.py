@@ -216,8 +216,13 @@ def key_scores(references: list[str], estimates: list[str]) -> dict[str, float]:
 
 
 def _signature_distance(reference: str, estimate: str) -> float:
-    """Circle-of-fifths steps between the two signatures; NaN if either is not major/minor."""
+    """Circle-of-fifths steps between the two signatures; NaN if the reference is not
+    major/minor, infinite if only the estimate is not (no key, ``X``, for a keyed clip is wrong)."""
     try:
-        return float(fifths_distance(signature_of(*parse_key(reference)), signature_of(*parse_key(estimate))))
+        reference_signature = signature_of(*parse_key(reference))
     except ValueError:
         return float("nan")
+    try:
+        return float(fifths_distance(reference_signature, signature_of(*parse_key(estimate))))
+    except ValueError:
+        return float("inf")

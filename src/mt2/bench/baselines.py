@@ -108,7 +108,7 @@ class DSPExtractor:
 
     def __init__(self) -> None:
         self.weights_hash = source_hash(sys.modules[__name__])
-        self.frontend = CQTFrontend(compression="sqrt", normalize=False)
+        self.frontend = CQTFrontend()
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
         return dsp_features(audio, self.frontend)

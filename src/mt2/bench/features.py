@@ -4,9 +4,10 @@ An **extractor** turns one decoded clip into named arrays for a :class:`Request`
 (a readout and a layer):
 
 * :class:`EncoderExtractor` wraps an :class:`mt2.inference.Encoder` through its public API
-  only: ``embed`` gives ``clip`` (D,) and, for the readout ``frames`` of clips that need
+  only: one ``embed`` per clip yields every request (:meth:`EncoderExtractor.compute_all`):
+  ``clip`` (D,) of each readout and layer and, for the readout ``frames`` of clips that need
   them, the frame tokens ``frames`` (F, D) and their ``timestamps`` (F,) in seconds; the
-  readout ``zero-shot`` calls ``key`` and gives ``tonic`` and ``minor`` (one value each).
+  readout ``zero-shot`` is ``key_of`` that embedding: ``tonic`` (-1: no key) and ``minor``.
 * :class:`ExternalExtractor` wraps another model (``--encoder MODULE:CALLABLE`` or a HEAR
   module), readout ``default`` (:func:`load_external`).
 * :class:`mt2.bench.baselines.DSPExtractor` computes the classical features.
@@ -39,6 +40,8 @@ from mt2.audio import AudioError, load_audio
 
 #: Readout that asks an encoder for its zero-shot key instead of an embedding.
 ZERO_SHOT = "zero-shot"
+#: The ``tonic`` of a zero-shot entry whose input has no key (silence, noise).
+NO_KEY_TONIC = -1
 #: The readout of an :class:`mt2.inference.Encoder` whose entries carry the frame tokens.
 FRAME_READOUT = "frames"
 #: The single readout of an external encoder (it carries frames when the model gives them).
@@ -69,7 +72,11 @@ class Extractor(Protocol):
     sample_rate: int
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
-        """Named arrays for one clip decoded at :attr:`sample_rate`."""
+        """Named arrays for one clip decoded at :attr:`sample_rate`.
+
+        An extractor that derives several requests from one pass over a clip also has
+        ``compute_all(audio, requests, frames) -> {request: arrays}``; :func:`extract` then
+        calls that once per clip instead."""
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -191,7 +198,8 @@ def extract(
 ) -> dict[Request, list[dict[str, np.ndarray] | None]]:
     """Per-clip arrays of every request, from the cache or computed (then cached).
 
-    Each clip is decoded once for all the requests that are not cached. A clip that cannot
+    Each clip is decoded once for all the requests that are not cached (and goes through an
+    extractor's ``compute_all`` once, when it has one). A clip that cannot
     be decoded is reported on stderr and comes back as None.
     """
     clip_list_hash = clips_hash(clips)
@@ -211,8 +219,14 @@ def extract(
         except AudioError as error:
             tqdm.write(f"skipped: {error}", file=sys.stderr)
             audio = None
+        if audio is None:
+            outputs = dict.fromkeys(missing)
+        elif hasattr(extractor, "compute_all"):
+            outputs = extractor.compute_all(audio, missing, clip.frames)
+        else:
+            outputs = {request: extractor.compute(audio, request, clip.frames) for request in missing}
         for request in missing:
-            computed[request].append(None if audio is None else extractor.compute(audio, request, clip.frames))
+            computed[request].append(outputs[request])
     for request, items in computed.items():
         cache.save(extractor.label, extractor.weights_hash, request, clip_list_hash, items)
         results[request] = items
@@ -223,7 +237,7 @@ def extract(
 
 
 class EncoderExtractor:
-    """An :class:`mt2.inference.Encoder` used through ``embed`` and ``key`` only."""
+    """An :class:`mt2.inference.Encoder` used through ``embed`` and ``key_of`` only."""
 
     def __init__(self, label: str, encoder, batch_size: int = 16) -> None:
         self.label = label
@@ -234,13 +248,23 @@ class EncoderExtractor:
         self.weights_hash = state_hash(encoder, encoder.config.to_dict(), encoder.compression, encoder.offset, calibration)
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
-        if request.readout == ZERO_SHOT:
-            estimate = self.encoder.key(audio, self.sample_rate, batch_size=self.batch_size)
-            return {"tonic": np.array([estimate.tonic]), "minor": np.array([estimate.mode == "minor"])}
-        embedding = self.encoder.embed(audio, self.sample_rate, readout=request.readout, layer=request.layer, batch_size=self.batch_size)
-        out = {"clip": embedding.clip.astype(np.float32)}
-        if frames and request.readout == FRAME_READOUT:
-            out |= {"frames": embedding.frames.astype(np.float32), "timestamps": embedding.timestamps.astype(np.float64)}
+        return self.compute_all(audio, [request], frames)[request]
+
+    def compute_all(self, audio: np.ndarray, requests: Sequence[Request], frames: bool) -> dict[Request, dict[str, np.ndarray]]:
+        """Every request from one ``embed`` of the clip (one forward pass per window)."""
+        layers = sorted({r.layer for r in requests if r.readout != ZERO_SHOT}) or [-1]
+        embedding = self.encoder.embed(audio, self.sample_rate, layer=layers[0], layers=layers, batch_size=self.batch_size)
+        out = {}
+        for request in requests:
+            if request.readout == ZERO_SHOT:
+                estimate = self.encoder.key_of(embedding)
+                out[request] = {"tonic": np.array([estimate.tonic if estimate.has_key else NO_KEY_TONIC]),
+                                "minor": np.array([estimate.mode == "minor"])}
+                continue
+            out[request] = {"clip": embedding.readout(request.readout, request.layer).clip.astype(np.float32)}
+            if frames and request.readout == FRAME_READOUT:
+                out[request] |= {"frames": embedding.frames_at(request.layer).astype(np.float32),
+                                 "timestamps": embedding.timestamps.astype(np.float64)}
         return out
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mt2.bench.features import NO_KEY_TONIC
 from mt2.bench.task import IGNORE, Task, TaskData
+from mt2.inference import NO_KEY
 from mt2.keys import MODES, key_name, key_scores, parse_key, template_key
 
 #: Class ``i`` is tonic ``i % 12`` (C = 0) in mode ``MODES[i // 12]``.
@@ -63,8 +65,8 @@ class KeyTask(Task):
 
 
 def zero_shot_estimates(data: TaskData) -> list[str]:
-    """Key names from the ``tonic`` and ``minor`` arrays of the ``zero-shot`` readout."""
-    return [key_name(int(f["tonic"][0]), MODES[int(f["minor"][0])]) for f in data.features]
+    """Key names from the ``tonic`` and ``minor`` arrays of the ``zero-shot`` readout (``X``: no key)."""
+    return [NO_KEY if f["tonic"][0] == NO_KEY_TONIC else key_name(int(f["tonic"][0]), MODES[int(f["minor"][0])]) for f in data.features]
 
 
 TASK = KeyTask()

@@ -325,7 +325,9 @@ def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCa
     """Extract one system's features on one dataset and score every (readout, layer, task)."""
     entries = []
     requests = [Request(r, -1 if layer is None else layer) for layer in system.layers for r in system.readouts if r != ZERO_SHOT]
-    features = extract(system.extractor, requests, plan.clips, cache, config.progress)
+    zero_shot = ZERO_SHOT in system.readouts and "key" in plan.selections
+    # one extraction per clip for every readout, the zero-shot key included (from the same pass)
+    features = extract(system.extractor, requests + [Request(ZERO_SHOT)] * zero_shot, plan.clips, cache, config.progress)
     paths = [clip.path for clip in plan.clips]
     jobs = [(request, TASKS[name]) for request in requests for name in plan.selections
             if TASKS[name].level == "clip" or request.readout in (FRAME_READOUT, EXTERNAL_READOUT)]
@@ -341,11 +343,11 @@ def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCa
             skipped.append({"task": task.name, "dataset": dataset, "system": system.label, "readout": request.readout, "reason": str(error)})
             continue
         entries.append(_entry(task, dataset, system.label, request.readout, layer, "probe", metrics, splits, selection))
-    if ZERO_SHOT in system.readouts and "key" in plan.selections:  # no training: the test split only
+    if zero_shot:  # no training: the test split only
         task = TASKS["key"]
         test = [e for e in plan.selections["key"] if e.split == "test"]
-        request = Request(ZERO_SHOT)
-        estimated = extract(system.extractor, [request], [Clip(e.path) for e in test], cache, config.progress)[request]
+        by_path = dict(zip(paths, features[Request(ZERO_SHOT)]))
+        estimated = [by_path[e.path] for e in test]
         kept = [(e, f) for e, f in zip(test, estimated) if f is not None]
         data = TaskData([e for e, _ in kept], [f for _, f in kept])
         if data.examples:

@@ -15,20 +15,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="estimate the key of audio files from the equivariant token",
         description="Print one line per file: path<TAB>key<TAB>signature<TAB>confidence. The key signature comes "
         "from the self-supervised equivariant token (calibrated on rendered reference pieces); major versus minor from "
-        "the model's mode probe if it stores one, otherwise from Krumhansl-Kessler templates. A file that cannot "
+        "the model's mode probe if it stores one, otherwise from Krumhansl-Kessler templates. Silence and noise have "
+        "no key: their key is X (mir_eval's no-key label) and their signature 'no key'. A file that cannot "
         "be read is reported on one stderr line and skipped; the exit status is 1 if any file failed.",
     )
     add_common_arguments(parser)
     parser.add_argument(
         "--json", action="store_true",
-        help="print one JSON list instead of lines: objects with path, key, tonic, mode, signature (relative-major "
-        "pitch class, C = 0), signature_name, confidence, profile (12 signature probabilities) and mode_source",
+        help="print one JSON list instead of lines: objects with path, key (X: no key), has_key, tonic, mode, signature (relative-major pitch class, C = 0), signature_name, confidence, profile (12 "
+        "signature probabilities), mode_source and level_db (input RMS level, dB full scale; null: digital silence)",
     )
     parser.add_argument(
         "--labels", type=Path, default=None, metavar="MANIFEST",
         help="a corpus manifest (manifest.jsonl, or the folder holding it; paths relative to it) with a 'key' per "
         "clip, e.g. from mt2 corpus render: score the estimates against it and print the key metrics on stderr "
-        "(key signature, within one fifth, exact key, mode where the signature is right, MIREX weighted); with --json every object gets 'label'",
+        "(key signature, within one fifth, exact key, mode where the signature is right, MIREX weighted; a no-key "
+        "estimate counts as wrong); with --json every object gets 'label', the manifest's key",
     )
     parser.add_argument(
         "--split", choices=("train", "valid", "test"), default=None,
@@ -48,6 +50,7 @@ def read_key_labels(manifest: Path, split: str | None = None) -> dict[Path, str 
 
 def report_scores(results: list[dict]) -> None:
     """Print the key metrics of the results that have a ``label`` on stderr (one line per metric)."""
+    from mt2.inference import NO_KEY
     from mt2.keys import key_scores
 
     scored = [(r["label"], r["key"]) for r in results if r["label"]]
@@ -59,6 +62,7 @@ def report_scores(results: list[dict]) -> None:
     for name, title in (("signature", "key signature"), ("within_fifth", "signature within one fifth"),
                         ("accuracy", "exact key"), ("mode", "mode where signature right"), ("weighted", "MIREX weighted")):
         print(f"  {title:28s} {scores[name]:.3f}", file=sys.stderr)
+    print(f"  {'no key (X) estimated':28s} {sum(est == NO_KEY for _, est in scored)} files", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             result["label"] = labels.get(path.resolve())
         results.append(result)
         if not args.json:
-            tqdm.write(f"{path}\t{estimate.key}\t{estimate.signature_name}\t{estimate.confidence:.3f}", file=sys.stdout)
+            signature = estimate.signature_name if estimate.has_key else "no key"
+            tqdm.write(f"{path}\t{estimate.label}\t{signature}\t{estimate.confidence:.3f}", file=sys.stdout)
 
     status = for_each_file(files, key_one, "key")
     if args.json:

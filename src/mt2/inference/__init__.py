@@ -3,9 +3,10 @@
 ```python
 import mt2
 encoder = mt2.load("mt2")                     # a shipped name or a saved folder
-emb = encoder.embed(audio, sr)                # any length, rate, channel count
+emb = encoder.embed(audio, sr)                # any length, rate, channel count; one pass per window
 emb.clip, emb.windows, emb.frames, emb.timestamps
-encoder.key(audio, sr).key                    # "A minor"
+emb.readout("contrastive").clip               # every readout from the same pass
+encoder.key(audio, sr).key                    # "A minor"; None (label "X") for silence and noise
 ```
 
 :mod:`mt2.inference.encoder` documents windows, readouts and how keys are decided;
@@ -13,15 +14,20 @@ encoder.key(audio, sr).key                    # "A minor"
 """
 from mt2.inference.checkpoint import SHIPPED_MODELS, CheckpointError, shipped_models
 from mt2.inference.encoder import (
+    MIN_PEAKINESS,
+    NO_KEY,
     READOUTS,
+    SILENCE_DB,
     Embedding,
     Encoder,
     KeyEstimate,
+    Readout,
     load,
+    peakiness,
     to_model_rate,
 )
 
 __all__ = [
-    "READOUTS", "SHIPPED_MODELS", "CheckpointError", "Embedding", "Encoder", "KeyEstimate",
-    "load", "shipped_models", "to_model_rate",
+    "MIN_PEAKINESS", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "Readout",
+    "load", "peakiness", "shipped_models", "to_model_rate",
 ]
