@@ -164,7 +164,7 @@ class PitchClassBlock(nn.Module):
         self.eq_norm1 = PitchClassLayerNorm(channels)
         self.eq_attn = PitchClassAttention(channels, heads, basis)
         self.eq_norm2 = PitchClassLayerNorm(channels)
-        self.eq_mlp = PitchClassMLP(channels, int(channels * mlp_ratio), basis)
+        self.eq_mlp = PitchClassMLP(channels, int(channels * mlp_ratio))
         self.inject = nn.Linear(invariant_dim(channels), invariant_width)
         self.inv = PlainBlock(invariant_width, heads, mlp_ratio)
 
@@ -172,7 +172,7 @@ class PitchClassBlock(nn.Module):
         e, u = split_tokens(x, self.channels)
         normed = self.basis.norm(self.eq_norm1, e)
         e = e + self.eq_attn(normed)
-        e = e + self.eq_mlp(self.basis.norm(self.eq_norm2, e))
+        e = e + self.basis.mlp(self.eq_mlp, self.basis.norm(self.eq_norm2, e))
         u = self.inv(u + self.inject(self.basis.invariant(normed)))
         return join_tokens(e, u)
 

@@ -101,7 +101,7 @@ class DenseBasis:
     A basis offers, for tensors ``(..., 12, c)`` in its coordinates: ``from_pitch_class`` /
     ``to_pitch_class`` (change of coordinates), ``linear(layer, x)`` (a
     :class:`CirculantLinear`), ``norm(layer, x)`` (a :class:`PitchClassLayerNorm`),
-    ``gelu(x)`` (pointwise in pitch classes), ``invariant(x)`` (:func:`invariant_features` of
+    ``mlp(module, x)`` (a :class:`PitchClassMLP`), ``invariant(x)`` (:func:`invariant_features` of
     the pitch-class values) and ``broadcast(v)`` (a per-channel ``(..., c)`` vector repeated
     over the 12 pitch classes).
     """
@@ -119,7 +119,7 @@ class DenseBasis:
         return layer(x)
 
     norm = linear
-    gelu = staticmethod(F.gelu)
+    mlp = linear
     invariant = staticmethod(invariant_features)
 
     @staticmethod
@@ -152,16 +152,15 @@ class PitchClassAttention(nn.Module):
 
 
 class PitchClassMLP(nn.Module):
-    """``fc2(gelu(fc1(x)))`` in the coordinates of ``basis`` (GELU acts on pitch classes)."""
+    """``fc2(gelu(fc1(x)))`` over ``(..., 12, c)`` pitch classes (GELU pointwise)."""
 
-    def __init__(self, channels: int, hidden: int, basis) -> None:
+    def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.basis = basis
         self.fc1 = CirculantLinear(channels, hidden)
         self.fc2 = CirculantLinear(hidden, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.basis.linear(self.fc2, self.basis.gelu(self.basis.linear(self.fc1, x)))
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class FoldedEmbedding(nn.Module):
