@@ -133,7 +133,11 @@ def fourier_mlp(mlp: PitchClassMLP, x: torch.Tensor) -> torch.Tensor:
     h[0, :hidden] += SQRT12 * mlp.fc1.bias.unsqueeze(-1)  # DC only
     phi = fourier_basis(x.device, x.dtype)
     pitch_classes = h.view(PITCH_CLASSES, hidden * m).T @ phi  # (hidden M, 12)
-    h = (phi @ F.gelu(pitch_classes).T).view(PAIRS, 2 * hidden, m)
+    if torch.is_grad_enabled():
+        h = phi @ F.gelu(pitch_classes).T
+    else:  # two hidden-sized buffers instead of four: fresh large buffers cost page faults
+        h = torch.mm(phi, torch.ops.aten.gelu_(pitch_classes).T, out=h.view(PITCH_CLASSES, hidden * m))
+    h = h.view(PAIRS, 2 * hidden, m)
     y = torch.bmm(circulant_blocks(mlp.fc2.weight), h)  # (6, 2c, M)
     y[0, :c] += SQRT12 * mlp.fc2.bias.unsqueeze(-1)
     return y.permute(2, 0, 1).reshape(*shape, PITCH_CLASSES, c)
