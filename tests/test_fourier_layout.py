@@ -100,6 +100,8 @@ def test_linear_layer_norm_mlp_and_invariants_match_the_dense_layers(bias):
     torch.testing.assert_close(to_pitch_class(fourier_linear(linear, X)), linear(x), **TOL)
     torch.testing.assert_close(to_pitch_class(fourier_layer_norm(norm, X)), norm(x), **TOL)
     torch.testing.assert_close(to_pitch_class(fourier_mlp(mlp, X)), mlp(x), **TOL)
+    with torch.no_grad():  # the inference path reuses buffers
+        torch.testing.assert_close(to_pitch_class(fourier_mlp(mlp, X)), mlp(x), **TOL)
     torch.testing.assert_close(fourier_invariant_features(X), invariant_features(x), **TOL)
     v = torch.randn(4, 8)
     torch.testing.assert_close(to_pitch_class(dc_only(v)), v.unsqueeze(-2).expand(4, 12, 8), **TOL)
