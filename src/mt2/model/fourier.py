@@ -139,8 +139,8 @@ def fourier_mlp(mlp: PitchClassMLP, x: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled():
         h = phi @ F.gelu(h.T @ phi).T  # pitch classes (hidden M, 12), GELU, back
     else:  # in place, a cache-sized slice at a time: fresh large buffers cost page faults
-        for columns in h.split(_INFERENCE_SLICE, dim=1):
-            torch.mm(phi, torch.ops.aten.gelu_(columns.T @ phi).T, out=columns)
+        for piece in h.split(_INFERENCE_SLICE, dim=1):
+            torch.mm(phi, torch.ops.aten.gelu_(piece.T @ phi).T, out=piece)
     h = h.view(PAIRS, 2 * hidden, m)
     y = torch.bmm(circulant_blocks(mlp.fc2.weight), h)  # (6, 2c, M)
     y[0, :c] += SQRT12 * mlp.fc2.bias.unsqueeze(-1)
