@@ -84,6 +84,8 @@ def test_errors_name_the_value():
         build_model("mt2-mini", "both")
     with pytest.raises(ValueError, match="layout"):
         make_config(layout="square")
+    with pytest.raises(ValueError, match="pc_basis='complex'"):
+        make_config(pc_basis="complex")
     model = build_model("mt2-mini")
     with pytest.raises(ValueError, match=r"\(batch, 84, frames\)"):
         model(torch.zeros(1, 99, 126))
@@ -113,11 +115,12 @@ def test_layer_norm_and_invariant_features():
     torch.testing.assert_close(invariant_features(torch.roll(x, 5, dims=1)), invariant_features(x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pc_basis", ["fourier", "dense"])
 @pytest.mark.parametrize("variant", ["mt2", "equivariant"])
-def test_rolling_the_input_rolls_the_key_logits(variant):
+def test_rolling_the_input_rolls_the_key_logits(variant, pc_basis):
     """A roll of the 84 input bins by k (content k semitones up) rolls the logits by k."""
     torch.manual_seed(0)
-    model = build_model("mt2-mini", variant, layout="pitch-class").eval()
+    model = build_model("mt2-mini", variant, layout="pitch-class", pc_basis=pc_basis).eval()
     x = cqt(3)
     logits = model(x).key_logits
     for k in (1, 4, 7):
@@ -125,9 +128,10 @@ def test_rolling_the_input_rolls_the_key_logits(variant):
         torch.testing.assert_close(rolled, torch.roll(logits, k, dims=1), atol=1e-4, rtol=1e-4)
 
 
-def test_contrastive_projection_is_roll_invariant_without_register():
+@pytest.mark.parametrize("pc_basis", ["fourier", "dense"])
+def test_contrastive_projection_is_roll_invariant_without_register(pc_basis):
     torch.manual_seed(0)
-    model = build_model("mt2-mini", "mt2", layout="pitch-class", register="none").eval()
+    model = build_model("mt2-mini", "mt2", layout="pitch-class", register="none", pc_basis=pc_basis).eval()
     x = cqt(3)
     torch.testing.assert_close(model(torch.roll(x, 5, dims=1)).projection, model(x).projection, atol=1e-4, rtol=1e-4)
 

@@ -1,5 +1,5 @@
 """The MT2 network: configuration, presets, ViT-1D with K class tokens, heads."""
-from mt2.model.config import LAYOUTS, PRESETS, VARIANTS, ModelConfig, make_config
+from mt2.model.config import LAYOUTS, PC_BASES, PRESETS, VARIANTS, ModelConfig, make_config
 from mt2.model.vit import MT2Model, ModelOutput, count_parameters
 
 
@@ -13,6 +13,6 @@ def build_model(preset: str = "mt2-mini", variant: str = "mt2", **overrides) -> 
 
 
 __all__ = [
-    "LAYOUTS", "PRESETS", "VARIANTS", "ModelConfig", "make_config", "MT2Model", "ModelOutput",
+    "LAYOUTS", "PC_BASES", "PRESETS", "VARIANTS", "ModelConfig", "make_config", "MT2Model", "ModelOutput",
     "build_model", "count_parameters",
 ]

@@ -15,7 +15,7 @@ themselves. Reduced to this backbone:
   expected masked fraction is ``1 - (1 - p)^L`` = 49 % away from the start (measured 47 %
   over a 31-token segment, see ``tests/test_masked.py``), MERT/HuBERT's "about half".
 * **Mask embedding**: one learned per-channel vector, expanded like the class tokens and
-  positions (:meth:`mt2.model.vit.MT2Model._expand`): in the ``pitch-class`` layout its
+  positions (:meth:`mt2.model.layout.PitchClassLayout.expand`): in the ``pitch-class`` layout its
   equivariant part is the same for all 12 pitch classes, so a masked token carries no
   pitch-class direction and the equivariant stream stays exactly roll-equivariant. It
   replaces the token *before* the positions are added, so the network knows where the

@@ -93,28 +93,67 @@ def invariant_dim(channels: int) -> int:
     return 7 * channels
 
 
-class PitchClassAttention(nn.Module):
-    """Self-attention over tokens of shape ``(B, N, 12, c)``, heads split along channels."""
+class DenseBasis:
+    """The pitch-class stream in its own basis, every :class:`CirculantLinear` run as its
+    dense ``12 c_out x 12 c_in`` expansion: the reference for
+    :class:`mt2.model.fourier.FourierBasis`.
 
-    def __init__(self, channels: int, heads: int) -> None:
+    A basis offers, for tensors ``(..., 12, c)`` in its coordinates: ``from_pitch_class`` /
+    ``to_pitch_class`` (change of coordinates), ``linear(layer, x)`` (a
+    :class:`CirculantLinear`), ``norm(layer, x)`` (a :class:`PitchClassLayerNorm`),
+    ``mlp(module, x)`` (a :class:`PitchClassMLP`), ``invariant(x)`` (:func:`invariant_features` of
+    the pitch-class values) and ``broadcast(v)`` (a per-channel ``(..., c)`` vector repeated
+    over the 12 pitch classes).
+    """
+
+    name = "dense"
+
+    @staticmethod
+    def from_pitch_class(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    to_pitch_class = from_pitch_class
+
+    @staticmethod
+    def linear(layer: CirculantLinear, x: torch.Tensor) -> torch.Tensor:
+        return layer(x)
+
+    norm = linear
+    mlp = linear
+    invariant = staticmethod(invariant_features)
+
+    @staticmethod
+    def broadcast(per_channel: torch.Tensor) -> torch.Tensor:
+        return per_channel.unsqueeze(-2).expand(*per_channel.shape[:-1], PITCH_CLASSES, per_channel.shape[-1])
+
+
+class PitchClassAttention(nn.Module):
+    """Self-attention over tokens ``(B, N, 12, c)`` in the coordinates of ``basis``, heads split
+    along channels: a score is a dot product over a ``12 x c/h`` block, the same in any
+    orthonormal basis of the 12 axis."""
+
+    def __init__(self, channels: int, heads: int, basis) -> None:
         super().__init__()
         self.heads = heads
+        self.basis = basis
         self.qkv = CirculantLinear(channels, 3 * channels)
         self.proj = CirculantLinear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, p, c = x.shape
-        q, k, v = self.qkv(x).split(c, dim=-1)
+        q, k, v = self.basis.linear(self.qkv, x).split(c, dim=-1)
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:  # (B, N, 12, c) -> (B, H, N, 12 * c/H)
             return t.view(b, n, p, self.heads, c // self.heads).permute(0, 3, 1, 2, 4).reshape(b, self.heads, n, -1)
 
         out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
         out = out.view(b, self.heads, n, p, c // self.heads).permute(0, 2, 3, 1, 4).reshape(b, n, p, c)
-        return self.proj(out)
+        return self.basis.linear(self.proj, out)
 
 
 class PitchClassMLP(nn.Module):
+    """``fc2(gelu(fc1(x)))`` over ``(..., 12, c)`` pitch classes (GELU pointwise)."""
+
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = CirculantLinear(channels, hidden)

@@ -16,200 +16,50 @@ import torch.nn.functional as F
 from torch import nn
 
 from mt2.model.config import ModelConfig
+from mt2.model.layout import PlainLayout, PitchClassLayout, make_layout, split_tokens
 from mt2.model.masked import MaskedPrediction
-from mt2.model.pitch_class import (
-    PITCH_CLASSES,
-    CirculantLinear,
-    FoldedEmbedding,
-    PitchClassAttention,
-    PitchClassLayerNorm,
-    PitchClassMLP,
-    invariant_dim,
-    invariant_features,
-)
+from mt2.model.pitch_class import PITCH_CLASSES
 
-
-class Attention(nn.Module):
-    """Multi-head self-attention over ``(B, N, width)`` with ``scaled_dot_product_attention``."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-class MLP(nn.Sequential):
-    def __init__(self, width: int, hidden: int) -> None:
-        super().__init__(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
-
-
-class PlainBlock(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(width, eps=1e-6)
-        self.attn = Attention(width, heads)
-        self.norm2 = nn.LayerNorm(width, eps=1e-6)
-        self.mlp = MLP(width, int(width * mlp_ratio))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class PitchClassBlock(nn.Module):
-    """Two-stream pre-norm block over tokens ``[e (12 x c) | u (d)]``.
-
-    The equivariant stream ``e`` is a transformer block made of roll-commuting maps. The
-    invariant stream ``u`` is an ordinary block that also receives a linear map of the
-    roll-invariant features of ``norm(e)``. Nothing flows from ``u`` into ``e``, so ``e``
-    (and the key logits read from it) is exactly equivariant to a roll of its input.
-    """
-
-    def __init__(self, channels: int, invariant_width: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.channels = channels
-        self.eq_norm1 = PitchClassLayerNorm(channels)
-        self.eq_attn = PitchClassAttention(channels, heads)
-        self.eq_norm2 = PitchClassLayerNorm(channels)
-        self.eq_mlp = PitchClassMLP(channels, int(channels * mlp_ratio))
-        self.inject = nn.Linear(invariant_dim(channels), invariant_width)
-        self.inv = PlainBlock(invariant_width, heads, mlp_ratio)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e, u = split_tokens(x, self.channels)
-        normed = self.eq_norm1(e)
-        e = e + self.eq_attn(normed)
-        e = e + self.eq_mlp(self.eq_norm2(e))
-        u = self.inv(u + self.inject(invariant_features(normed)))
-        return join_tokens(e, u)
-
-
-def split_tokens(x: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(..., 12 c + d)`` -> equivariant part ``(..., 12, c)`` and invariant part ``(..., d)``."""
-    eq_dim = PITCH_CLASSES * channels
-    return x[..., :eq_dim].unflatten(-1, (PITCH_CLASSES, channels)), x[..., eq_dim:]
-
-
-def join_tokens(e: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    return torch.cat([e.flatten(-2), u], dim=-1)
-
-
-class PlainEmbedding(nn.Module):
-    """Patches of ``frames_per_token`` frames -> ``width`` (``linear``), plus an octave-folded
-    frequency convolution projected to ``width`` when ``embedding='freq'``."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.proj = nn.Linear(config.input_bins * config.frames_per_token, config.width)
-        self.freq = None
-        if config.embedding == "freq":
-            self.freq = FoldedEmbedding(config.freq_channels, config.freq_kernel)
-            self.freq_proj = nn.Linear(PITCH_CLASSES * config.freq_channels, config.width)
-        self.frames_per_token = config.frames_per_token
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (B, T, bins)
-        b, t, bins = frames.shape
-        patches = frames.reshape(b, t // self.frames_per_token, self.frames_per_token * bins)
-        tokens = self.proj(patches)
-        if self.freq is not None:
-            pooled = pool_frames(frames, self.frames_per_token)
-            tokens = tokens + self.freq_proj(self.freq(pooled).flatten(-2))
-        return tokens
-
-
-class PitchClassEmbedding(nn.Module):
-    """Frames -> ``[e (12 x c) | u (d)]`` tokens.
-
-    ``e`` = circulant map of the octave-folded frequency convolution (equivariant);
-    ``u`` = linear map of its roll-invariant features, plus, with ``register='linear'``,
-    a linear map of the raw bins (register and timbre; invariant stream only).
-    """
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.fold = FoldedEmbedding(config.freq_channels, config.freq_kernel)
-        self.eq_proj = CirculantLinear(config.freq_channels, config.pc_channels)
-        self.inv_proj = nn.Linear(invariant_dim(config.freq_channels), config.invariant_width)
-        self.register_proj = None
-        if config.register == "linear":
-            self.register_proj = nn.Linear(config.input_bins, config.invariant_width)
-        self.frames_per_token = config.frames_per_token
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        pooled = pool_frames(frames, self.frames_per_token)
-        folded = self.fold(pooled)
-        u = self.inv_proj(invariant_features(folded))
-        if self.register_proj is not None:
-            u = u + self.register_proj(pooled)
-        return join_tokens(self.eq_proj(folded), u)
-
-
-def pool_frames(frames: torch.Tensor, frames_per_token: int) -> torch.Tensor:
-    """Average groups of ``frames_per_token`` consecutive frames: ``(B, T, F) -> (B, T / n, F)``."""
-    b, t, bins = frames.shape
-    return frames.view(b, t // frames_per_token, frames_per_token, bins).mean(dim=2)
+__all__ = ["MT2Model", "ModelOutput", "EquivariantHead", "ContrastiveHead", "count_parameters", "split_tokens"]
 
 
 class EquivariantHead(nn.Module):
-    """Class token -> 12 logits (softmax gives the key-signature profile).
+    """Class token -> 12 logits (softmax gives the key-signature profile):
+    ``linear(layout.equivariant_view(token))``.
 
     ``plain``: a dense ``Linear(width, 12)``. ``pitch-class``: one ``Linear(c, 1)`` shared by
     the 12 pitch classes of the equivariant part, so the logits roll with the input.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, layout: PlainLayout | PitchClassLayout) -> None:
         super().__init__()
-        self.layout = config.layout
-        self.channels = config.pc_channels
-        in_features = config.width if config.layout == "plain" else config.pc_channels
-        out_features = PITCH_CLASSES if config.layout == "plain" else 1
-        self.linear = nn.Linear(in_features, out_features)
+        self.layout = layout
+        self.linear = nn.Linear(*layout.key_head_features)
 
     def forward(self, token: torch.Tensor) -> torch.Tensor:
-        if self.layout == "plain":
-            return self.linear(token)
-        e, _ = split_tokens(token, self.channels)
-        return self.linear(e).squeeze(-1)
+        return self.linear(self.layout.equivariant_view(token)).reshape(*token.shape[:-1], PITCH_CLASSES)
 
 
 class ContrastiveHead(nn.Module):
-    """Class token -> projection for NT-Xent: ``Linear -> GELU -> Linear``.
+    """Class token -> projection for NT-Xent: ``Linear -> GELU -> Linear`` of
+    ``layout.invariant_view(token)`` (in the ``pitch-class`` layout, roll-invariant values only:
+    the invariant part ``u`` and the invariant features of the equivariant part)."""
 
-    In the ``pitch-class`` layout the head sees only roll-invariant values: the invariant
-    part ``u`` and :func:`invariant_features` of the equivariant part.
-    """
-
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, layout: PlainLayout | PitchClassLayout, config: ModelConfig) -> None:
         super().__init__()
-        self.layout = config.layout
-        self.channels = config.pc_channels
-        if config.layout == "plain":
-            in_features = config.width
-        else:
-            in_features = config.invariant_width + invariant_dim(config.pc_channels)
+        self.layout = layout
         self.mlp = nn.Sequential(
-            nn.Linear(in_features, config.projection_hidden),
+            nn.Linear(layout.invariant_dim, config.projection_hidden),
             nn.GELU(),
             nn.Linear(config.projection_hidden, config.projection_dim),
         )
 
     def invariant_input(self, token: torch.Tensor) -> torch.Tensor:
-        if self.layout == "plain":
-            return token
-        e, u = split_tokens(token, self.channels)
-        return torch.cat([u, invariant_features(e)], dim=-1)
+        """Kept for callers outside the model; same as ``model.layout.invariant_view(token)``."""
+        return self.layout.invariant_view(token)
 
     def forward(self, token: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.invariant_input(token))
+        return self.mlp(self.layout.invariant_view(token))
 
 
 @dataclass
@@ -227,32 +77,29 @@ class ModelOutput:
 
 
 class MT2Model(nn.Module):
-    """ViT-1D with ``K = len(config.roles)`` class tokens; see the module docstring."""
+    """ViT-1D with ``K = len(config.roles)`` class tokens; see the module docstring.
+
+    Everything that depends on what a token is comes from ``self.layout``
+    (:mod:`mt2.model.layout`); tokens between :meth:`tokenize` and the final norm are in the
+    layout's working basis, every returned token in the output basis (pitch classes).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         c = config
-        if c.layout == "plain":
-            self.embed = PlainEmbedding(c)
-            pos_dim, cls_dim = c.width, c.width
-            self.blocks = nn.ModuleList(PlainBlock(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
-            self.norm = nn.LayerNorm(c.width, eps=1e-6)
-        else:
-            self.embed = PitchClassEmbedding(c)
-            pos_dim = cls_dim = c.pc_channels + c.invariant_width  # per-channel, broadcast over 12
-            self.blocks = nn.ModuleList(
-                PitchClassBlock(c.pc_channels, c.invariant_width, c.heads, c.mlp_ratio) for _ in range(c.depth)
-            )
-            self.eq_norm = PitchClassLayerNorm(c.pc_channels)
-            self.inv_norm = nn.LayerNorm(c.invariant_width, eps=1e-6)
+        self.layout = make_layout(c)
+        self.embed = self.layout.embedding()
+        self.blocks = nn.ModuleList(self.layout.block() for _ in range(c.depth))
+        for name, module in self.layout.final_norm_modules().items():
+            self.add_module(name, module)
         # Class tokens start at the scale of the frame tokens and apart from each other, so
         # that they stay distinct (DESIGN.md section 3: small tokens plus a shared frame
         # mean made two class tokens identical).
-        self.class_tokens = nn.Parameter(torch.randn(c.num_class_tokens, cls_dim))
-        self.pos_embed = nn.Parameter(torch.randn(c.max_tokens // c.frames_per_token, pos_dim) * 0.02)
-        self.equivariant_head = EquivariantHead(c) if "equivariant" in c.roles else None
-        self.contrastive_head = ContrastiveHead(c) if "contrastive" in c.roles else None
+        self.class_tokens = nn.Parameter(torch.randn(c.num_class_tokens, self.layout.per_channel_dim))
+        self.pos_embed = nn.Parameter(torch.randn(c.max_tokens // c.frames_per_token, self.layout.per_channel_dim) * 0.02)
+        self.equivariant_head = EquivariantHead(self.layout) if "equivariant" in c.roles else None
+        self.contrastive_head = ContrastiveHead(self.layout, c) if "contrastive" in c.roles else None
         self.masked_prediction = MaskedPrediction(c) if "masked" in c.roles else None
 
     # -- token bookkeeping -------------------------------------------------------------
@@ -266,19 +113,11 @@ class MT2Model(nn.Module):
             raise ValueError(f"this {self.config.roles} model has no {role!r} class token")
         return self.config.roles.index(role)
 
-    def _expand(self, per_channel: torch.Tensor) -> torch.Tensor:
-        """Per-channel vectors ``(..., c + d)`` -> full tokens ``(..., 12 c + d)`` (pitch-class layout)."""
-        if self.config.layout == "plain":
-            return per_channel
-        c = self.config.pc_channels
-        e = per_channel[..., :c].unsqueeze(-2).expand(*per_channel.shape[:-1], PITCH_CLASSES, c)
-        return join_tokens(e, per_channel[..., c:])
-
     def _positions(self, n: int) -> torch.Tensor:
         pos = self.pos_embed
         if n != pos.shape[0]:
             pos = F.interpolate(pos.T.unsqueeze(0), size=n, mode="linear", align_corners=False)[0].T
-        return self._expand(pos)
+        return self.layout.expand(pos)
 
     def _check_input(self, cqt: torch.Tensor) -> None:
         c = self.config
@@ -291,7 +130,8 @@ class MT2Model(nn.Module):
             raise ValueError(f"need at least {c.frames_per_token} frames, got {cqt.shape[2]}")
 
     def tokenize(self, cqt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """CQT window ``(B, bins, T)`` -> class + frame tokens ``(B, K + T', D)`` before the blocks.
+        """CQT window ``(B, bins, T)`` -> class + frame tokens ``(B, K + T', D)`` before the blocks,
+        in the layout's working basis.
 
         Trailing frames that do not fill a token are dropped (``T' = T // frames_per_token``).
         ``mask`` ``(B, T')``: frame tokens replaced by the mask embedding (``masked`` variant).
@@ -303,18 +143,12 @@ class MT2Model(nn.Module):
         if mask is not None:
             if self.masked_prediction is None:
                 raise ValueError(f"a mask needs the masked variant's mask embedding; this model has class tokens {self.config.roles}")
-            tokens = torch.where(mask.unsqueeze(-1), self._expand(self.masked_prediction.mask_embedding).to(tokens.dtype), tokens)
+            tokens = torch.where(mask.unsqueeze(-1), self.layout.expand(self.masked_prediction.mask_embedding).to(tokens.dtype), tokens)
         tokens = tokens + self._positions(tokens.shape[1])
-        cls = self._expand(self.class_tokens).unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        cls = self.layout.expand(self.class_tokens).unsqueeze(0).expand(tokens.shape[0], -1, -1)
         if self.config.class_token_mean:
             cls = cls + tokens.mean(dim=1, keepdim=True)
         return torch.cat([cls, tokens], dim=1)
-
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.layout == "plain":
-            return self.norm(x)
-        e, u = split_tokens(x, self.config.pc_channels)
-        return join_tokens(self.eq_norm(e), self.inv_norm(u))
 
     # -- features ----------------------------------------------------------------------
     def forward_features(self, cqt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -322,7 +156,7 @@ class MT2Model(nn.Module):
         x = self.tokenize(cqt, mask)
         for block in self.blocks:
             x = block(x)
-        return self.final_norm(x)
+        return self.layout.output(self.layout.final_norm(x))
 
     def forward_intermediates(self, cqt: torch.Tensor, indices: list[int] | int | None = None, norm: bool = True) -> list[torch.Tensor]:
         """Tokens after the blocks in ``indices`` (negative counts from the end; an int ``n``
@@ -339,17 +173,23 @@ class MT2Model(nn.Module):
         for i, block in enumerate(self.blocks[: max(wanted) + 1]):
             x = block(x)
             if i in wanted:
-                outputs[i] = self.final_norm(x) if norm else x
+                outputs[i] = self.layout.output(self.layout.final_norm(x) if norm else x)
         return [outputs[i] for i in wanted]
+
+    def forward_head(self, tokens: torch.Tensor, role: str) -> torch.Tensor:
+        """Output tokens ``(B, K + T', D)`` -> the head of the class token serving ``role``:
+        key logits ``(B, 12)`` (``equivariant``) or the projection ``(B, P)`` (``contrastive``)."""
+        head = self.equivariant_head if role == "equivariant" else self.contrastive_head
+        return head(tokens[:, self.role_index(role)])
 
     def forward(self, cqt: torch.Tensor) -> ModelOutput:
         tokens = self.forward_features(cqt)
-        key_logits = projection = None
-        if self.equivariant_head is not None:
-            key_logits = self.equivariant_head(tokens[:, self.role_index("equivariant")])
-        if self.contrastive_head is not None:
-            projection = self.contrastive_head(tokens[:, self.role_index("contrastive")])
-        return ModelOutput(tokens=tokens, key_logits=key_logits, projection=projection)
+        roles = self.config.roles
+        return ModelOutput(
+            tokens=tokens,
+            key_logits=self.forward_head(tokens, "equivariant") if "equivariant" in roles else None,
+            projection=self.forward_head(tokens, "contrastive") if "contrastive" in roles else None,
+        )
 
 
 def _bad_index(index: int, depth: int) -> int:
