@@ -14,7 +14,7 @@ import yaml
 from mt2.losses import masked_prediction_loss, trivial_floors
 from mt2.model import MT2Model, make_config
 from mt2.model.masked import MASK_SPAN, MASK_START_PROB, span_mask, token_features, token_frames
-from mt2.model.vit import split_tokens
+from mt2.model.layout import split_tokens
 from mt2.training.codebook import kmeans
 from mt2.training.objective import mask_generator, masked_losses, ssl_losses
 from mt2.data.views import Views

@@ -49,7 +49,6 @@ from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
 from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_mode, tonic_of
 from mt2.model import ModelConfig, MT2Model
-from mt2.model.vit import split_tokens
 
 #: Readouts of :meth:`Encoder.embed` (DESIGN.md section 2).
 READOUTS = ("equivariant", "contrastive", "average", "frames")
@@ -464,7 +463,7 @@ class Encoder(nn.Module):
         shape = (k, self.embedding_size)
         class_rows = {b: _Rows(capacity, shape) for b in read}
         frame_rows = {b: _Rows(capacity * (self.window_frames // per_token), shape[1:]) for b in framed}
-        equivariant = self.model.role_index("equivariant") if self.model.equivariant_head is not None else None
+        has_key_token = "equivariant" in self.config.roles
         probabilities, spectrum, rms, valid_frames = [], [], [], []
         for batch, valid, level in self._batches(blocks, batch_size):
             outputs = dict(zip(read, self.model.forward_intermediates(batch, read)))
@@ -474,8 +473,8 @@ class Encoder(nn.Module):
                 if b in frame_rows:
                     for window, count in zip(tokens[:, k:].float().cpu().numpy(), valid_tokens):
                         frame_rows[b].add(window[:count])
-            if equivariant is not None:
-                logits = self.model.equivariant_head(outputs[depth - 1][:, equivariant])
+            if has_key_token:
+                logits = self.model.forward_head(outputs[depth - 1], "equivariant")
                 probabilities.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
             spectrum += [window[:, :count].mean(axis=1) for window, count in zip(batch.float().cpu().numpy(), valid)]
             rms.append(level)
@@ -602,10 +601,7 @@ class Encoder(nn.Module):
         Raises:
             ValueError: the model is not in the ``pitch-class`` layout (no 12 axis to roll).
         """
-        if self.config.layout != "pitch-class":
-            raise ValueError(f"a canonical token needs the pitch-class layout; this model's layout is {self.config.layout!r}")
-        e, u = split_tokens(torch.as_tensor(token), self.config.pc_channels)
-        return torch.cat([torch.roll(e, -int(output_bin), dims=-2).flatten(-2), u], dim=-1).numpy()
+        return self.model.layout.roll(torch.as_tensor(token), -int(output_bin)).numpy()
 
     def _mode_probabilities(self, stats: _KeyStatistics) -> np.ndarray:
         """``(2,)`` major/minor probabilities of the stored mode probe for one clip's statistics."""

@@ -79,6 +79,10 @@ class PlainLayout:
     def expand(self, per_channel: torch.Tensor) -> torch.Tensor:
         return per_channel
 
+    def roll(self, tokens: torch.Tensor, shift: int) -> torch.Tensor:
+        """No pitch-class axis to roll in this layout: always a ValueError."""
+        raise ValueError("rolling a token needs the pitch-class layout; this model's layout is 'plain'")
+
     def output(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -127,6 +131,13 @@ class PitchClassLayout:
     def output(self, x: torch.Tensor) -> torch.Tensor:
         e, u = split_tokens(x, self.channels)
         return join_tokens(self.basis.to_pitch_class(e), u)
+
+    def roll(self, tokens: torch.Tensor, shift: int) -> torch.Tensor:
+        """Output tokens with the equivariant part rolled by ``shift`` pitch classes
+        (``e'[q] = e[q - shift]``) and the invariant part unchanged: what a transposition by
+        ``shift`` semitones does to a token of an exactly equivariant stream."""
+        e, u = split_tokens(tokens, self.channels)
+        return join_tokens(torch.roll(e, shift, dims=-2), u)
 
     def equivariant_view(self, tokens: torch.Tensor) -> torch.Tensor:
         """Output tokens ``(..., D)`` -> ``e`` ``(..., 12, c)`` in pitch classes: a roll of the

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mt2.model.config import ModelConfig
-from mt2.model.layout import PlainLayout, PitchClassLayout, make_layout, split_tokens
+from mt2.model.layout import PlainLayout, PitchClassLayout, make_layout
 from mt2.model.masked import MaskedPrediction
 from mt2.model.pitch_class import PITCH_CLASSES
 
-__all__ = ["MT2Model", "ModelOutput", "EquivariantHead", "ContrastiveHead", "count_parameters", "split_tokens"]
+__all__ = ["MT2Model", "ModelOutput", "EquivariantHead", "ContrastiveHead", "count_parameters"]
 
 
 class EquivariantHead(nn.Module):
@@ -53,10 +53,6 @@ class ContrastiveHead(nn.Module):
             nn.GELU(),
             nn.Linear(config.projection_hidden, config.projection_dim),
         )
-
-    def invariant_input(self, token: torch.Tensor) -> torch.Tensor:
-        """Kept for callers outside the model; same as ``model.layout.invariant_view(token)``."""
-        return self.layout.invariant_view(token)
 
     def forward(self, token: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.layout.invariant_view(token))

@@ -70,7 +70,7 @@ def clip_outputs(model: MT2Model, windows: torch.Tensor) -> dict:
         result["probs"] = torch.softmax(out.key_logits, dim=-1)
     if model.contrastive_head is not None:
         token = out.tokens[:, model.role_index("contrastive")]
-        result["invariant"] = model.contrastive_head.invariant_input(token)
+        result["invariant"] = model.layout.invariant_view(token)
     return result
 
 
