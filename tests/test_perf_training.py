@@ -30,6 +30,10 @@ def test_training_rows_time_the_shared_step_with_model_overrides(monkeypatch):
 
 def test_spec_lists_follow_the_preset():
     mini, tiny = model_specs("mt2-mini"), model_specs("mt2-tiny")
-    assert [s.overrides for s in mini] == [{}, {"layout": "plain"}, {"frames_per_token": 1}]
-    assert [s.overrides for s in tiny] == [{}, {"layout": "plain"}, {"frames_per_token": 4}]
-    assert [(s.preset, s.overrides) for s in training_specs(("mt2-mini", "mt2-tiny"))] == [("mt2-mini", {}), ("mt2-tiny", {})]
+    dense = {"pc_basis": "dense"}
+    assert [s.overrides for s in mini] == [{}, dense, {"layout": "plain"}, {"frames_per_token": 1}]
+    assert [s.overrides for s in tiny] == [{}, dense, {"layout": "plain"}, {"frames_per_token": 4}, {}]
+    assert tiny[-1].preset == "mt2-mini"  # the shipped recipe's shape is timed beside the paper's
+    assert [(s.preset, s.overrides) for s in training_specs(("mt2-mini", "mt2-tiny"))] == [
+        ("mt2-mini", {}), ("mt2-mini", dense), ("mt2-tiny", {}), ("mt2-tiny", dense),
+    ]
