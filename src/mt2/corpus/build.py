@@ -87,7 +87,7 @@ SIZES = {
     "small": SizeSpec(72, 1, 24, 1, 2, 8, 6),
     "medium": SizeSpec(400, 1, 120, 1, 4, None, 12),
     "large": SizeSpec(4000, 2, None, 3, None, None, None),
-    "bench": SizeSpec(800, 1, None, 1, 2, None, None, (0.45, 0.15, 0.40), PRETRAINING, ("merlin",)),
+    "bench": SizeSpec(800, 1, 120, 1, 2, None, None, (0.45, 0.15, 0.40), PRETRAINING, ("merlin",)),
 }
 
 
