@@ -98,3 +98,37 @@ def test_mean_over_seeds_and_its_checks():
     with pytest.raises(ValueError, match="same examples"):
         paired_difference(a, Ratio.mean([1.0]), resample_counts(3, 5))
     assert verdict(Interval(0.1, float("nan"), float("nan"))) == UNDECIDED
+
+
+def test_claims_are_decided_per_task_from_paired_intervals_and_wait_for_missing_systems():
+    from mt2.bench.claims import BASELINE, assess_claims
+
+    rng = np.random.default_rng(10)
+    n = 300
+    counts = resample_counts(n, 500, seed=11)
+    paths = tuple(f"clip{i}" for i in range(n))
+    difficulty = rng.random(n)
+
+    def stats(threshold):
+        return (paths, {"accuracy": Ratio.mean(difficulty < threshold)}, counts)
+
+    systems = [{"label": "mt2", "kind": "pretrained", "status": "ok", "roles": ["equivariant", "contrastive"]},
+               {"label": "equivariant", "kind": "pretrained", "status": "ok", "roles": ["equivariant"]}]
+    results = {"systems": systems, "config": {"layers": [-1]}, "datasets": {"corpus": {}, "corpus/merlin": {"cross_font": True}},
+               "tasks": {"pitch": {"level": "clip", "metrics": ["accuracy"]}, "instrument": {"level": "clip", "metrics": ["accuracy"]},
+                         "tagging": {"level": "clip", "metrics": ["accuracy"]}}}
+    statistics = {
+        ("pitch", "corpus", ("mt2", "average", -1)): stats(0.8), ("pitch", "corpus", ("equivariant", "equivariant", -1)): stats(0.6),
+        ("instrument", "corpus", ("mt2", "average", -1)): stats(0.7), ("instrument", "corpus", ("equivariant", "equivariant", -1)): stats(0.7),
+        ("tagging", "corpus", ("mt2", "average", -1)): stats(0.5), ("tagging", "corpus", ("equivariant", "equivariant", -1)): stats(0.5),
+        ("pitch", "corpus/merlin", ("mt2", "average", -1)): stats(0.2), ("pitch", "corpus/merlin", ("equivariant", "equivariant", -1)): stats(0.6),
+        ("pitch", "corpus", (BASELINE, "harmonic", None)): stats(0.9),
+    }
+    claims = {c["claim"]: c for c in assess_claims(results, statistics)}
+    variant = claims["MT2 beats its equivariant-only variant"]
+    verdicts = {(c["task"], c["dataset"]): c["verdict"] for c in variant["comparisons"]}
+    assert verdicts == {("pitch", "corpus"): HELD, ("instrument", "corpus"): UNDECIDED, ("tagging", "corpus"): UNDECIDED,
+                        ("pitch", "corpus/merlin"): REVERSED}
+    assert variant["status"] == "undecided"  # held on 1 of 3 counted tasks; the cross-font reversal is listed, not counted
+    assert claims["MT2 beats the classical DSP baselines (sanity check)"]["status"] == "not held"  # reversed on its one task
+    assert claims["MT2 beats its contrastive-only variant"]["status"] == "not tested"
