@@ -221,6 +221,21 @@ def test_tempo_and_beat_baselines_on_click_tracks(bpm):
     assert mir_eval.beat.f_measure(beats, track_beats(envelope, ONSET_RATE)) > 0.95
 
 
+@pytest.mark.parametrize("bpm", [100.0, 120.0])
+def test_librosa_tempo_and_beat_baselines_on_click_audio(bpm):
+    from mt2.bench.baselines import librosa_beats, librosa_onset, librosa_tempo, log_mel
+
+    sr = 16000
+    beats = np.arange(0.3, 12.0, 60.0 / bpm)
+    audio = np.zeros(12 * sr, np.float32)
+    click = (np.hanning(320) * np.sin(2 * np.pi * 1500 * np.arange(320) / sr)).astype(np.float32)
+    for b in beats:
+        audio[int(b * sr) : int(b * sr) + 320] += click
+    envelope = librosa_onset(log_mel(audio))
+    assert librosa_tempo(envelope) == pytest.approx(bpm, rel=0.04)
+    assert mir_eval.beat.f_measure(beats, librosa_beats(envelope)) > 0.9
+
+
 def test_pitch_and_chord_baselines_on_synthetic_inputs():
     spectrum = np.zeros(99)
     for h in range(1, 6):  # harmonics of MIDI 45 (bin 24); the second one louder than the first

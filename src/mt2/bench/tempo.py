@@ -9,20 +9,20 @@ for the onset-autocorrelation baseline. So the probe reads each frame token (abo
 second, with its timestamp) and outputs a beat activation (sigmoid), trained on the
 annotated beats exactly as the beats task's probe is (:func:`mt2.bench.beats.beat_targets`);
 the tempo is the period of that activation, interpolated to
-:data:`~mt2.bench.baselines.ONSET_RATE` and passed to the same estimator as the baseline
+:data:`~mt2.bench.baselines.ONSET_RATE` and passed to an autocorrelation tempo estimator
 (:func:`mt2.bench.baselines.estimate_tempo`). Probe selection uses ACC1, so the tempo and
 beats probes may differ. Clips need both a tempo and beat labels.
 
 Metrics (written here; the usual definitions, Gouyon et al. 2006): **ACC1**, the share of
 clips whose estimate lies within 4 % of the reference; **ACC2**, the same allowing the
-estimate to match 2, 3, 1/2 or 1/3 times the reference (octave errors). Baseline: the
-autocorrelation of the onset strength.
+estimate to match 2, 3, 1/2 or 1/3 times the reference (octave errors). Baseline:
+``librosa.feature.tempo`` on librosa's onset strength (:func:`mt2.bench.baselines.librosa_tempo`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from mt2.bench.baselines import ONSET_RATE, estimate_tempo
+from mt2.bench.baselines import ONSET_RATE, estimate_tempo, librosa_tempo
 from mt2.bench.beats import beat_targets
 from mt2.bench.stats import Ratio
 from mt2.bench.task import Task, TaskData, clip_end
@@ -42,7 +42,7 @@ class TempoTask(Task):
     level = "frame"
     output = "sigmoid"
     metrics = ("acc1", "acc2")
-    baseline_name = "onset-strength autocorrelation"
+    baseline_name = "librosa tempo (onset-strength autocorrelation)"
 
     def labelled(self, labels: dict) -> bool:
         return bool(labels.get("tempo")) and bool(labels.get("beats"))
@@ -68,7 +68,7 @@ class TempoTask(Task):
         }
 
     def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
-        return {name: [estimate_tempo(f["onset"], ONSET_RATE) for f in data.features] for name, data in tests.items()}
+        return {name: [librosa_tempo(f["librosa_onset"]) for f in data.features] for name, data in tests.items()}
 
 
 TASK = TempoTask()
