@@ -134,6 +134,16 @@ def claims_section(results: dict) -> list[str]:
 # ----------------------------------------------------------------------------- markdown
 
 
+def reproduce(results: dict) -> str:
+    """The commands that regenerate this run (the corpus render, when the data is a rendered corpus, then mt2 bench)."""
+    config = results["config"]
+    corpus = next((info["corpus"] for info in results["datasets"].values() if info.get("corpus")), None)
+    render = f"`mt2 corpus render {config['data']} --size {corpus['size']} --seed {corpus['seed']}` then " if corpus else ""
+    models = " ".join(config["models"]) or "''"
+    return (f"{render}`mt2 bench --data {config['data']} --out {config['out']} --models {models} --seeds "
+            f"{' '.join(map(str, results['seeds']['probe']))}` (features cached per model and clip list).")
+
+
 def render_markdown(results: dict) -> str:
     """results.md: systems, one table per family, the summary with mean ranks, the claims."""
     several_layers = len(results["config"]["layers"]) > 1
@@ -146,6 +156,7 @@ def render_markdown(results: dict) -> str:
 
     lines = ["# MT2 benchmark", ""]
     config = results["config"]
+    lines += [f"Reproduce: {reproduce(results)}", ""]
     lines += [f"Data: `{config['data']}`; layers {config['layers']}; probe seed {results['seeds']['probe']}; "
               f"mt2 {results['versions']['mt2']}, torch {results['versions']['torch']}, mir_eval {results['versions']['mir_eval']}; "
               f"{results['timing_s']['total']:.0f} s.", ""]

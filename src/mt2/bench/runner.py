@@ -29,6 +29,7 @@ same resamples (:mod:`mt2.bench.claims`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import sys
@@ -201,6 +202,7 @@ class Dataset:
     name: str
     examples: list[Example]
     cross_tests: dict[str, list[Example]] = field(default_factory=dict)
+    corpus: dict | None = None  # a rendered corpus's corpus.json (size, seed, soundfont, counts)
 
 
 def _corpus(folder: Path) -> Dataset:
@@ -208,7 +210,8 @@ def _corpus(folder: Path) -> Dataset:
 
     fonts = sorted(p.parent for p in (folder / CROSS_FONT_FOLDER).glob("*/manifest.jsonl"))
     cross = {f"{CORPUS}/{font.name}": [e for e in corpus_examples(font) if e.split == "test"] for font in fonts}
-    return Dataset(CORPUS, corpus_examples(folder), cross)
+    summary = folder / "corpus.json"
+    return Dataset(CORPUS, corpus_examples(folder), cross, json.loads(summary.read_text()) if summary.is_file() else None)
 
 
 def load_datasets(config: BenchConfig) -> list[Dataset]:
@@ -334,7 +337,7 @@ def run_benchmark(config: BenchConfig) -> dict:
     dataset_info = {}
     for dataset in datasets:
         plan = _plan(dataset, tasks, skipped)
-        dataset_info[dataset.name] = {"examples": len(dataset.examples), "cross_font": False, "tasks": {
+        dataset_info[dataset.name] = {"examples": len(dataset.examples), "cross_font": False, "corpus": dataset.corpus, "tasks": {
             name: {s: sum(e.split == s for e in chosen) for s in SPLITS} for name, chosen in plan.selections.items()}}
         for name, sets in plan.cross.items():
             dataset_info[name] = {"examples": len(dataset.cross_tests[name]), "cross_font": True, "trained_on": dataset.name,

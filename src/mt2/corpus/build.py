@@ -14,7 +14,7 @@ music). Chorales are drawn per split in 70/15/15 proportion. Single notes are sp
 program (:func:`mt2.corpus.notes.note_splits`).
 
 The ``bench`` size is the benchmark's corpus: its generated pieces and single notes are cut
-45/15/40 (:attr:`SizeSpec.shares`) so that every task has hundreds of test clips, and it is
+40/15/45 (:attr:`SizeSpec.shares`) so that every task has hundreds of test clips, and it is
 **disjoint from the pretraining corpus** of the shipped weights (``medium``, seed 7,
 :data:`PRETRAINING`): a piece of that corpus's train split never lands in the bench
 corpus's valid or test split (:func:`plan` moves it to train). Chorales need no move
@@ -87,7 +87,7 @@ SIZES = {
     "small": SizeSpec(72, 1, 24, 1, 2, 8, 6),
     "medium": SizeSpec(400, 1, 120, 1, 4, None, 12),
     "large": SizeSpec(4000, 2, None, 3, None, None, None),
-    "bench": SizeSpec(800, 1, 120, 1, 2, None, None, (0.45, 0.15, 0.40), PRETRAINING, ("merlin",)),
+    "bench": SizeSpec(720, 1, 120, 1, 2, None, 24, (0.40, 0.15, 0.45), PRETRAINING, ("merlin",)),
 }
 
 
