@@ -247,6 +247,33 @@ def test_pitch_and_chord_baselines_on_synthetic_inputs():
     assert template_chords(chroma) == ["C:maj"] * 4 + ["A:min"] * 3 + ["N"]
 
 
+def test_tempo_probe_reads_the_period_of_frame_tokens():
+    """Frame tokens that carry a beat pulse in one noisy dimension give the tempo through the
+    frame-level probe (a beat activation, then its period), up to the estimator's octave errors."""
+    from pathlib import Path
+
+    from mt2.bench.probe import evaluate_probe
+    from mt2.bench.task import TaskData
+    from mt2.data.real import Example
+
+    rng = np.random.default_rng(0)
+    timestamps = np.arange(0.064, 12.0, 0.128)  # 4-frame tokens at 31.25 frames per second
+
+    def clip(split, i):
+        bpm = float(rng.uniform(70, 160))
+        beats = np.arange(rng.uniform(0, 60 / bpm), 12.0, 60 / bpm)
+        frames = rng.normal(0, 0.3, (len(timestamps), 8)).astype(np.float32)
+        frames[:, 0] += np.exp(-0.5 * (np.abs(timestamps[:, None] - beats[None]).min(axis=1) / 0.05) ** 2)
+        example = Example(Path(f"{split}{i}.flac"), split, {"tempo": bpm, "beats": beats.tolist(), "duration": 12.0})
+        return example, {"frames": frames, "timestamps": timestamps, "clip": frames.mean(axis=0)}
+
+    splits = {split: TaskData(*map(list, zip(*[clip(split, i) for i in range(n)]))) for split, n in (("train", 30), ("valid", 10), ("test", 30))}
+    task = TASKS["tempo"]
+    estimates, _ = evaluate_probe(task, splits, {"test": splits["test"]}, seed=0, steps=100)
+    scores = task.evaluate(splits["test"], estimates["test"])
+    assert scores["acc1"] >= 0.7 and scores["acc2"] >= 0.9, scores
+
+
 # ----------------------------------------------------------------------------- whole run
 
 

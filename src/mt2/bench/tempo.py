@@ -2,10 +2,11 @@
 
 **Why frame tokens, not the class tokens.** Tempo is a periodicity over time. The class
 tokens are one vector per 4-s window, averaged over the clip, and are trained for key
-(token 0, pitch-class equivariant) and timbre (token 1, contrastive); a linear map of such
-a pooled vector can only name a tempo class it has memorised. On the small corpus a
-softmax over 47 tempo classes read from any class token scored ACC1 0.06-0.17 against 0.89
-for the onset-autocorrelation baseline. So the probe reads each frame token (about 8 per
+(token 0, pitch-class equivariant) and timbre (token 1, contrastive): nothing asks them to
+keep the timing of onsets, and a linear map of a pooled vector reads a tempo only if some
+dimension happens to grow with it. Measured on the small corpus, a softmax over 47 tempo
+classes read from any class token scored ACC1 0.06-0.17 against 0.89 for the
+onset-autocorrelation baseline. So the probe reads each frame token (about 8 per
 second, with its timestamp) and outputs a beat activation (sigmoid), trained on the
 annotated beats exactly as the beats task's probe is (:func:`mt2.bench.beats.beat_targets`);
 the tempo is the period of that activation, interpolated to
