@@ -138,9 +138,13 @@ def reproduce(results: dict) -> str:
     """The commands that regenerate this run (the corpus render, when the data is a rendered corpus, then mt2 bench)."""
     config = results["config"]
     corpus = next((info["corpus"] for info in results["datasets"].values() if info.get("corpus")), None)
-    render = f"`mt2 corpus render {config['data']} --size {corpus['size']} --seed {corpus['seed']}` then " if corpus else ""
     models = " ".join(config["models"]) or "''"
-    return (f"{render}`mt2 bench --data {config['data']} --out {config['out']} --models {models} --seeds "
+    if config["data"] == "corpus":  # rendered by mt2 bench itself
+        render, data = "", f"corpus --corpus-size {config['corpus_size']} --corpus-seed {config['corpus_seed']}"
+    else:
+        render = f"`mt2 corpus render {config['data']} --size {corpus['size']} --seed {corpus['seed']}` then " if corpus else ""
+        data = config["data"]
+    return (f"{render}`mt2 bench --data {data} --out {config['out']} --models {models} --seeds "
             f"{' '.join(map(str, results['seeds']['probe']))}` (features cached per model and clip list).")
 
 
