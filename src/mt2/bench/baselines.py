@@ -10,6 +10,9 @@ Features per clip (:func:`dsp_features`, cached like a model's features by
 * ``spectrum`` (99,): the time-mean of the linear CQT magnitude.
 * ``onset`` (T,) at :data:`ONSET_RATE`: spectral flux (sum over mel bands of the positive
   change of the log-mel spectrogram), minus its 1-s moving average, half-wave rectified.
+* ``librosa_onset`` (T,) at :data:`ONSET_RATE`: ``librosa.onset.onset_strength`` of the same
+  log-mel spectrogram in dB (librosa's spectral flux: positive differences, mean over
+  bands, librosa's frame alignment for ``n_fft`` = :data:`N_FFT`).
 * ``mfcc`` (80,): the mean and standard deviation over time of 20 MFCCs and of their
   first differences. The MFCCs come from our own mel spectrogram, **not from the CQT**:
   STFT (Hann window of 1024 samples, hop 160, at 16 kHz), 40 triangular HTK-mel filters
@@ -19,13 +22,19 @@ Features per clip (:func:`dsp_features`, cached like a model's features by
 Estimators (one per task; the task files score them):
 
 * key: Krumhansl-Kessler templates on the mean chroma (:func:`mt2.keys.template_key`);
-* tempo: the autocorrelation of the onset strength, weighted by a log-normal prior
-  around 120 BPM (one octave wide), peak refined by a parabola (:func:`estimate_tempo`);
-* beats: dynamic programming (Ellis, 2007) on the onset strength (:func:`track_beats`);
+* tempo: ``librosa.feature.tempo`` on ``librosa_onset`` (:func:`librosa_tempo`);
+* beats: ``librosa.beat.beat_track`` on ``librosa_onset`` (dynamic programming, Ellis 2007;
+  :func:`librosa_beats`);
 * chords: correlation of the chroma with binary major/minor triad templates, smoothed over
   three segments, "N" for near-silent segments (:func:`template_chords`);
 * pitch: harmonic summation over the mean CQT spectrum (:func:`harmonic_pitch`);
 * instrument and tags: a linear probe on the MFCC statistics (the task files).
+
+librosa has no key, chord or single-note pitch estimator of the field's standing (its
+``pyin`` is too slow for hundreds of clips on two cores), so those baselines are ours.
+The probes' own decoders use :func:`estimate_tempo` (autocorrelation of the activation
+with a log-normal prior around 120 BPM, parabolic peak) and :func:`track_beats` (Ellis's
+dynamic programming), which read the probe's beat activation.
 """
 from __future__ import annotations
 
@@ -126,8 +135,33 @@ def dsp_features(audio: np.ndarray, frontend: CQTFrontend) -> dict[str, np.ndarr
         "chroma": chroma.astype(np.float32),
         "spectrum": magnitude.mean(axis=1).astype(np.float32),
         "onset": onset_strength(mel).astype(np.float32),
+        "librosa_onset": librosa_onset(mel),
         "mfcc": mfcc_statistics(mel),
     }
+
+
+def librosa_onset(mel: np.ndarray) -> np.ndarray:
+    """``librosa.onset.onset_strength`` of a natural-log mel spectrogram ``(T, bands)`` (converted to dB)."""
+    import librosa
+
+    decibels = mel.T * (10.0 / np.log(10.0))
+    return librosa.onset.onset_strength(S=decibels, sr=SAMPLE_RATE, hop_length=STFT_HOP, n_fft=N_FFT).astype(np.float32)
+
+
+def librosa_tempo(envelope: np.ndarray) -> float:
+    """``librosa.feature.tempo`` (BPM) of an onset envelope at :data:`ONSET_RATE`."""
+    import librosa
+
+    return float(librosa.feature.tempo(onset_envelope=np.asarray(envelope, np.float32), sr=SAMPLE_RATE, hop_length=STFT_HOP)[0])
+
+
+def librosa_beats(envelope: np.ndarray) -> np.ndarray:
+    """``librosa.beat.beat_track`` beat times (seconds) of an onset envelope at :data:`ONSET_RATE`."""
+    import librosa
+
+    _, beats = librosa.beat.beat_track(onset_envelope=np.asarray(envelope, np.float32), sr=SAMPLE_RATE,
+                                       hop_length=STFT_HOP, units="time")
+    return np.asarray(beats, np.float64)
 
 
 # ----------------------------------------------------------------------------- estimators

@@ -8,7 +8,8 @@ beat times by the same dynamic-programming tracker as the baseline
 
 Metric: ``mir_eval.beat.f_measure`` (70 ms window) per clip, averaged over clips, on
 untrimmed beats (clips are short, so the first 5 s are not dropped as
-``mir_eval.beat.evaluate`` would). Baseline: the tracker on the onset strength.
+``mir_eval.beat.evaluate`` would). Baseline: ``librosa.beat.beat_track`` on librosa's onset
+strength (:func:`mt2.bench.baselines.librosa_beats`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import warnings
 import mir_eval
 import numpy as np
 
-from mt2.bench.baselines import ONSET_RATE, track_beats
+from mt2.bench.baselines import ONSET_RATE, librosa_beats, track_beats
+from mt2.bench.stats import Ratio
 from mt2.bench.task import Task, TaskData, clip_end, frame_spacing
 
 
@@ -38,7 +40,7 @@ class BeatsTask(Task):
     level = "frame"
     output = "sigmoid"
     metrics = ("f_measure",)
-    baseline_name = "onset strength + dynamic programming"
+    baseline_name = "librosa beat_track (onset strength + dynamic programming)"
 
     def labelled(self, labels: dict) -> bool:
         return bool(labels.get("beats"))
@@ -57,15 +59,14 @@ class BeatsTask(Task):
     def reference(self, example):
         return np.asarray(example.labels["beats"], np.float64)
 
-    def score(self, references, estimates):
+    def statistics(self, references, estimates):
         with warnings.catch_warnings():  # mir_eval warns about empty estimates, which score 0
             warnings.simplefilter("ignore", UserWarning)
             values = [mir_eval.beat.f_measure(r, np.asarray(e, np.float64)) for r, e in zip(references, estimates)]
-        return {"f_measure": float(np.mean(values))}
+        return {"f_measure": Ratio.mean(values)}
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        test = splits["test"]
-        return self.evaluate(test, [track_beats(f["onset"], ONSET_RATE) for f in test.features])
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return {name: [librosa_beats(f["librosa_onset"]) for f in data.features] for name, data in tests.items()}
 
 
 TASK = BeatsTask()

@@ -19,6 +19,7 @@ import mir_eval
 import numpy as np
 
 from mt2.bench.baselines import CHROMA_FRAMES, MAJMIN_LABELS, template_chords
+from mt2.bench.stats import Ratio
 from mt2.bench.task import IGNORE, Task, TaskData, clip_end
 from mt2.frontend import FRAME_RATE
 
@@ -93,18 +94,19 @@ class ChordsTask(Task):
         chords = example.labels["chords"]
         return np.array([[start, end] for start, end, _ in chords], np.float64), [label for _, _, label in chords]
 
-    def score(self, references, estimates):
-        right, total = np.sum([majmin_durations(r, e) for r, e in zip(references, estimates)], axis=0)
-        return {"majmin": float(right / total) if total > 0 else 0.0}
+    def statistics(self, references, estimates):
+        """Duration right over duration scored, pooled over clips (NaN when nothing is scored)."""
+        durations = np.array([majmin_durations(r, e) for r, e in zip(references, estimates)]).reshape(-1, 2)
+        return {"majmin": Ratio(durations[:, 0], durations[:, 1])}
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        test = splits["test"]
-        estimates = []
-        for example, features in zip(test.examples, test.features):
-            chroma = features["chroma"]
-            times = (np.arange(len(chroma)) * CHROMA_FRAMES + (CHROMA_FRAMES - 1) / 2) / FRAME_RATE
-            estimates.append(labels_to_intervals(times, template_chords(chroma), clip_end(example, times)))
-        return self.evaluate(test, estimates)
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return {name: [self._template_estimate(e, f) for e, f in zip(data.examples, data.features)] for name, data in tests.items()}
+
+    @staticmethod
+    def _template_estimate(example, features):
+        chroma = features["chroma"]
+        times = (np.arange(len(chroma)) * CHROMA_FRAMES + (CHROMA_FRAMES - 1) / 2) / FRAME_RATE
+        return labels_to_intervals(times, template_chords(chroma), clip_end(example, times))
 
 
 TASK = ChordsTask()

@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from mt2.bench.probe import evaluate_feature_probe
+from mt2.bench.stats import Ratio
 from mt2.bench.task import IGNORE, Task, TaskData
 from mt2.data.real import Example
 
@@ -30,6 +31,7 @@ class InstrumentTask(Task):
     output = "softmax"
     metrics = ("accuracy",)
     baseline_name = "MFCC statistics + linear probe"
+    baseline_trained = True
 
     def labelled(self, labels: dict) -> bool:
         return labels.get("instrument") is not None and len(labels.get("instruments") or [None]) == 1
@@ -53,11 +55,11 @@ class InstrumentTask(Task):
     def reference(self, example):
         return example.labels["instrument"]
 
-    def score(self, references, estimates):
-        return {"accuracy": float(np.mean([r == e for r, e in zip(references, estimates)]))}
+    def statistics(self, references, estimates):
+        return {"accuracy": Ratio.mean([r == e for r, e in zip(references, estimates)])}
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        return evaluate_feature_probe(self, splits, "mfcc", seed, steps)
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return evaluate_feature_probe(self, splits, tests, "mfcc", seed, steps)
 
 
 TASK = InstrumentTask()

@@ -8,12 +8,14 @@ The zero-shot estimate of an encoder (``encoder.key``: token 0, no probe) is sco
 """
 from __future__ import annotations
 
+import mir_eval
 import numpy as np
 
 from mt2.bench.features import NO_KEY_TONIC
+from mt2.bench.stats import Ratio
 from mt2.bench.task import IGNORE, Task, TaskData
 from mt2.inference import NO_KEY
-from mt2.keys import MODES, key_name, key_scores, parse_key, template_key
+from mt2.keys import MODES, key_name, parse_key, template_key
 
 #: Class ``i`` is tonic ``i % 12`` (C = 0) in mode ``MODES[i // 12]``.
 KEYS = tuple(key_name(i % 12, MODES[i // 12]) for i in range(24))
@@ -51,17 +53,12 @@ class KeyTask(Task):
     def reference(self, example):
         return example.labels["key"]
 
-    def score(self, references, estimates):
-        scores = key_scores(references, estimates)
-        return {metric: scores[metric] for metric in self.metrics}
+    def statistics(self, references, estimates):
+        weighted = [mir_eval.key.weighted_score(r, e) for r, e in zip(references, estimates)]
+        return {"weighted": Ratio.mean(weighted), "accuracy": Ratio.mean([float(w == 1.0) for w in weighted])}
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        test = splits["test"]
-        estimates = []
-        for features in test.features:
-            tonic, mode, _ = template_key(features["chroma"].mean(axis=0))
-            estimates.append(key_name(tonic, mode))
-        return self.evaluate(test, estimates)
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return {name: [key_name(*template_key(f["chroma"].mean(axis=0))[:2]) for f in data.features] for name, data in tests.items()}
 
 
 def zero_shot_estimates(data: TaskData) -> list[str]:

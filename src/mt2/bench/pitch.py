@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mt2.bench.baselines import harmonic_pitch
+from mt2.bench.stats import Ratio
 from mt2.bench.task import Task, TaskData
 
 MIDI_PITCHES = tuple(range(128))
@@ -37,16 +38,15 @@ class PitchTask(Task):
     def reference(self, example):
         return int(example.labels["pitch"])
 
-    def score(self, references, estimates):
+    def statistics(self, references, estimates):
         references, estimates = np.asarray(references), np.asarray(estimates)
         return {
-            "accuracy": float(np.mean(references == estimates)),
-            "chroma_accuracy": float(np.mean(references % 12 == estimates % 12)),
+            "accuracy": Ratio.mean(references == estimates),
+            "chroma_accuracy": Ratio.mean(references % 12 == estimates % 12),
         }
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        test = splits["test"]
-        return self.evaluate(test, [harmonic_pitch(f["spectrum"]) for f in test.features])
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return {name: [harmonic_pitch(f["spectrum"]) for f in data.features] for name, data in tests.items()}
 
 
 TASK = PitchTask()

@@ -140,8 +140,11 @@ def predict(task: Task, probe: LinearProbe, data: TaskData, classes: list) -> li
             for e, f, a, b in zip(data.examples, data.features, bounds[:-1], bounds[1:])]
 
 
-def evaluate_probe(task: Task, splits: dict[str, TaskData], seed: int = 0, steps: int = STEPS, grid=GRID) -> tuple[dict, dict]:
-    """Test metrics of the probe selected on validation, and the selection summary."""
+def evaluate_probe(
+    task: Task, splits: dict[str, TaskData], tests: dict[str, TaskData], seed: int = 0, steps: int = STEPS, grid=GRID,
+) -> tuple[dict[str, list], dict]:
+    """The estimates on every test set of ``tests`` (by name) of the probe trained on
+    ``splits["train"]`` and selected on ``splits["valid"]``, and the selection summary."""
     classes = task.classes(splits["train"].examples)
     x, y = design(task, splits["train"], classes)
     headline = task.metrics[0]
@@ -150,11 +153,14 @@ def evaluate_probe(task: Task, splits: dict[str, TaskData], seed: int = 0, steps
         lambda probe: task.evaluate(splits["valid"], predict(task, probe, splits["valid"], classes))[headline],
         grid, seed, steps,
     )
-    test = task.evaluate(splits["test"], predict(task, selection.probe, splits["test"], classes))
-    return test, selection.summary()
+    return {name: predict(task, selection.probe, data, classes) for name, data in tests.items()}, selection.summary()
 
 
-def evaluate_feature_probe(task: Task, splits: dict[str, TaskData], feature: str, seed: int = 0, steps: int = STEPS) -> dict:
-    """Test metrics of a probe reading ``features[feature]`` as the clip vector (the MFCC baselines)."""
-    views = {name: TaskData(data.examples, [{"clip": f[feature]} for f in data.features]) for name, data in splits.items()}
-    return evaluate_probe(task, views, seed, steps)[0]
+def evaluate_feature_probe(
+    task: Task, splits: dict[str, TaskData], tests: dict[str, TaskData], feature: str, seed: int = 0, steps: int = STEPS,
+) -> dict[str, list]:
+    """Test estimates of a probe reading ``features[feature]`` as the clip vector (the MFCC baselines)."""
+    def view(data: TaskData) -> TaskData:
+        return TaskData(data.examples, [{"clip": f[feature]} for f in data.features])
+
+    return evaluate_probe(task, {k: view(v) for k, v in splits.items()}, {k: view(v) for k, v in tests.items()}, seed, steps)[0]

@@ -2,10 +2,12 @@
 
 A **row** is what was measured: ``(system, readout, layer)`` for probes and zero-shot
 estimates, ``("DSP baseline", method, None)`` for the baselines (one method per task). A
-**column** is a ``(task, dataset)`` pair. results.md has one table per task family with
-every metric (best in bold), a summary table of every row's headline metric per column
-with its mean rank, and a paragraph on the paper's claims written from the numbers by
-:func:`assess_claims`.
+**column** is a ``(task, test set)`` pair (a cross-font test set is a column of its own).
+results.md has one table per task family with every metric and its bootstrap 95 %
+interval (best point value in bold), a summary table of every row's headline metric with
+the spread over probe seeds and the mean rank, and the paper's claims, each decided per
+task from the paired interval of a difference (:mod:`mt2.bench.claims`). scores.png draws
+the headline metrics with their intervals as error bars.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-BASELINE = "DSP baseline"
-MT2_ROLES = ("equivariant", "contrastive")
+from mt2.bench.claims import BASELINE
+from mt2.tables import markdown_table
 
 
 # ----------------------------------------------------------------------------- tables
@@ -79,11 +81,6 @@ def _row_label(row: tuple, several_layers: bool) -> str:
     return " · ".join(parts)
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
-
-
 def _bold_best(values: list[float | None]) -> list[str]:
     """Formatted values, the best (highest) in bold unless all are equal; ``–`` where absent."""
     present = [v for v in values if v is not None and not math.isnan(v)]
@@ -91,124 +88,71 @@ def _bold_best(values: list[float | None]) -> list[str]:
     return ["–" if v is None else f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in values]
 
 
-# ----------------------------------------------------------------------------- claims
+def _intervals(results: dict) -> dict[tuple, dict[tuple, dict]]:
+    """``{row: {column: {metric: [low, high]}}}``."""
+    table: dict = defaultdict(dict)
+    for entry in results["results"]:
+        table[_row(entry)][(entry["task"], entry["dataset"])] = entry.get("interval", {})
+    return table
 
 
-def _first(systems: list[dict], kind: str, roles: tuple[str, ...]) -> dict | None:
-    return next((s for s in systems if s["status"] == "ok" and s["kind"] == kind and tuple(s["roles"]) == roles), None)
+def _with_interval(cell: str, bounds) -> str:
+    if cell == "–" or not bounds or any(b is None or math.isnan(b) for b in bounds):
+        return cell
+    return f"{cell} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
 
 
-def assess_claims(results: dict) -> list[dict]:
-    """The paper's three claims, and two sanity checks, from the measured headline metrics.
-
-    MT2 is the first pretrained two-token model of the run, read through its default
-    embedding (``average`` for clip-level tasks, ``frames`` for frame-level ones) at the
-    last requested layer; a single-token variant (or the random-weight network) the same
-    way through its own token; an external model through its ``default`` readout. A claim
-    **holds** when MT2 wins (strictly) on more than half of the tasks where both sides
-    were measured. Returns dicts with ``claim``, ``status`` (``holds``, ``does not hold``
-    or ``not tested``) and ``detail`` (a sentence).
-    """
-    systems = results["systems"]
-    scores = headline_scores(results)
-    columns = _columns(results)
-    level = {name: task["level"] for name, task in results["tasks"].items()}
-    layer = results["config"]["layers"][-1]
-
-    def row_view(row):
-        return lambda column: scores.get(row, {}).get(column)
-
-    def model_view(label, token):
-        """A model's token for clip-level tasks, its frame tokens for frame-level ones."""
-        return lambda column: scores.get((label, "frames" if level[column[0]] == "frame" else token, layer), {}).get(column)
-
-    def versus(view, other):
-        """Columns where both were measured, and those where ``view`` is strictly better."""
-        both = [c for c in columns if view(c) is not None and other(c) is not None]
-        return both, [c for c in both if view(c) > other(c)]
-
-    def names(chosen):
-        return ", ".join(t if len(results["datasets"]) == 1 else f"{t} ({d})" for t, d in chosen) or "none"
-
-    def verdict(wins, total):
-        return "holds" if total and len(wins) > total / 2 else "does not hold"
-
-    def not_tested(claim, why):
-        return {"claim": claim, "status": "not tested", "detail": why}
-
-    missing = "; ".join(f"{s['label']} ({s['error']})" for s in systems if s["status"] != "ok")
-    missing = f" Missing from this run: {missing}." if missing else ""
-    claims_1_3 = ("MT2 beats both single-token variants", "averaging the two class tokens helps",
-                  "a linear probe on MT2 beats MERT on most tasks")
-    mt2 = _first(systems, "pretrained", MT2_ROLES)
-    if mt2 is None:
-        return [not_tested(claim, f"no pretrained two-token MT2 model was measured.{missing}") for claim in claims_1_3]
-    name = mt2["label"]
-    mt2_view = model_view(name, "average")
-    claims = []
-
-    variants = [_first(systems, "pretrained", (role,)) for role in MT2_ROLES]
-    if None in variants:
-        claims.append(not_tested(claims_1_3[0], f"a single-token variant was not measured.{missing}"))
-    else:
-        (e_both, e_wins), (c_both, c_wins) = [versus(mt2_view, model_view(v["label"], role)) for v, role in zip(variants, MT2_ROLES)]
-        both = [c for c in c_both if c in e_both]
-        wins = [c for c in both if c in c_wins and c in e_wins]
-        equivariant, contrastive = (v["label"] for v in variants)
-        claims.append({"claim": claims_1_3[0], "status": verdict(wins, len(both)), "detail": (
-            f"{name} (average readout; frame tokens for frame-level tasks) beats {contrastive} on {len(c_wins)} of "
-            f"{len(c_both)} tasks and {equivariant} on {len(e_wins)} of {len(e_both)}, both on {len(wins)} of "
-            f"{len(both)} ({names(wins)}).")})
-
-    best_token = lambda column: max(row_view((name, role, layer))(column) for role in MT2_ROLES)  # noqa: E731
-    scored = [c for c in columns if level[c[0]] == "clip" and all(row_view((name, r, layer))(c) is not None for r in ("average", *MT2_ROLES))]
-    if not scored:
-        claims.append(not_tested(claims_1_3[1], f"{name} was not measured with the average and both token readouts."))
-    else:
-        wins = [c for c in scored if mt2_view(c) > best_token(c)]
-        claims.append({"claim": claims_1_3[1], "status": verdict(wins, len(scored)), "detail": (
-            f"the average of {name}'s two tokens beats both tokens alone on {len(wins)} of {len(scored)} "
-            f"clip-level tasks ({names(wins)}).")})
-
-    merts = [s for s in systems if s["status"] == "ok" and s["kind"] == "external" and "mert" in s["label"].lower()]
-    if not merts:
-        claims.append(not_tested(claims_1_3[2], "no MERT model was measured in this run (pass a MERT adapter with --encoder)."))
-    for mert in merts:
-        both, wins = versus(mt2_view, row_view((mert["label"], "default", None)))
-        claims.append({"claim": claims_1_3[2], "status": verdict(wins, len(both)),
-                       "detail": f"{name} beats {mert['label']} on {len(wins)} of {len(both)} tasks ({names(wins)})."})
-
-    sanity = [("MT2 beats the classical baselines (sanity check)", "the DSP baseline", row_view((BASELINE, "", None)))]
-    random = _first(systems, "random", MT2_ROLES)
-    if random is not None:
-        sanity.insert(0, ("training beats random weights (sanity check)",
-                          f"the same network with random weights ({random['label']})", model_view(random["label"], "average")))
-    for claim, label, other in sanity:
-        both, wins = versus(mt2_view, other)
-        if both:
-            claims.append({"claim": claim, "status": verdict(wins, len(both)),
-                           "detail": f"{name} beats {label} on {len(wins)} of {len(both)} tasks ({names(wins)})."})
-    return claims
+def _spread(results: dict) -> dict[tuple, dict[tuple, float]]:
+    """``{row: {column: standard deviation of the headline metric over probe seeds}}`` (seeded rows only)."""
+    out: dict = defaultdict(dict)
+    for entry in results["results"]:
+        value = (entry.get("spread") or {}).get(results["tasks"][entry["task"]]["metrics"][0])
+        if value is not None:
+            out[_row(entry)][(entry["task"], entry["dataset"])] = value
+    return out
 
 
-def claims_paragraph(claims: list[dict], results: dict) -> str:
-    """One paragraph stating which claims hold here, from :func:`assess_claims`."""
+def claims_section(results: dict) -> list[str]:
+    """Markdown lines: each claim's status, then its paired differences per task and test set."""
     tests = [e["counts"]["test"] for e in results["results"] if e["counts"].get("test")]
-    size = (f"test splits of {min(tests)} to {max(tests)} clips, where the standard error of an accuracy "
-            f"reaches {50 / math.sqrt(min(tests)):.0f} points") if tests else "no test clips"
-    parts = [f"On {', '.join(results['datasets'])} ({size}):"]
-    for i, claim in enumerate(claims, 1):
-        parts.append(f"({i}) *{claim['claim']}*: **{claim['status']}**: {claim['detail']}")
-    return " ".join(parts)
+    size = f"test sets of {min(tests)} to {max(tests)} clips" if tests else "no test clips"
+    lines = [f"Each claim compares two rows on the same test clips: the difference of the headline metric (A - B) with "
+             f"its paired bootstrap 95 % interval ({size}; {results['protocol']['intervals']}). Per task: **held** when the "
+             "interval lies above 0, **reversed** below 0, **undecided** when it contains 0; a claim is held when held on "
+             "more than half of its tasks, not held when reversed on more than half, else undecided (cross-font test sets "
+             "are listed, not counted). Point values decide nothing.", ""]
+    for i, claim in enumerate(results["claims"], 1):
+        lines += [f"{i}. *{claim['claim']}* (A: {claim['a']}; B: {claim['b']}): **{claim['status']}**: {claim['detail']}", ""]
+        if claim["comparisons"]:
+            rows = [[c["task"], c["dataset"], c["metric"], f"{c['difference'][0]:+.3f}",
+                     f"[{c['difference'][1]:+.3f}, {c['difference'][2]:+.3f}]", c["verdict"]] for c in claim["comparisons"]]
+            lines += markdown_table(["task", "test set", "metric", "A - B", "95 % interval", "verdict"], rows,
+                                    ["l", "l", "l", "r", "r", "l"]) + [""]
+    return lines
 
 
 # ----------------------------------------------------------------------------- markdown
+
+
+def reproduce(results: dict) -> str:
+    """The commands that regenerate this run (the corpus render, when the data is a rendered corpus, then mt2 bench)."""
+    config = results["config"]
+    corpus = next((info["corpus"] for info in results["datasets"].values() if info.get("corpus")), None)
+    models = " ".join(config["models"]) or "''"
+    if config["data"] == "corpus":  # rendered by mt2 bench itself
+        render, data = "", f"corpus --corpus-size {config['corpus_size']} --corpus-seed {config['corpus_seed']}"
+    else:
+        render = f"`mt2 corpus render {config['data']} --size {corpus['size']} --seed {corpus['seed']}` then " if corpus else ""
+        data = config["data"]
+    return (f"{render}`mt2 bench --data {data} --out {config['out']} --models {models} --seeds "
+            f"{' '.join(map(str, results['seeds']['probe']))}` (features cached per model and clip list).")
 
 
 def render_markdown(results: dict) -> str:
     """results.md: systems, one table per family, the summary with mean ranks, the claims."""
     several_layers = len(results["config"]["layers"]) > 1
     table = _metric_table(results)
+    bounds = _intervals(results)
     columns = _columns(results)
     rows = _row_order(table, results)
     one_dataset = len(results["datasets"]) == 1
@@ -216,14 +160,21 @@ def render_markdown(results: dict) -> str:
 
     lines = ["# MT2 benchmark", ""]
     config = results["config"]
+    lines += [f"Reproduce: {reproduce(results)}", ""]
     lines += [f"Data: `{config['data']}`; layers {config['layers']}; probe seed {results['seeds']['probe']}; "
               f"mt2 {results['versions']['mt2']}, torch {results['versions']['torch']}, mir_eval {results['versions']['mir_eval']}; "
               f"{results['timing_s']['total']:.0f} s.", ""]
+    lines += [f"Probe seeds {results['seeds']['probe']} (metric: their mean; ± their standard deviation); "
+              f"intervals: {results['protocol']['intervals']}.", ""]
+    test_sets = [f"{name}: " + ", ".join(f"{t} {c.get('test', 0)}" for t, c in info["tasks"].items())
+                 + (f" (cross-font: probes trained on {info['trained_on']})" if info.get("cross_font") else "")
+                 for name, info in results["datasets"].items()]
+    lines += ["Test clips per task: " + "; ".join(test_sets) + ".", ""]
     lines += ["## Systems", ""]
     system_rows = [[s["label"], s["kind"], s["status"] + (f": {s['error']}" if s["error"] else ""),
                     "–" if s["parameters"] is None else f"{s['parameters']:,}", (s["weights_hash"] or "–")[:12]]
                    for s in results["systems"]]
-    lines += _markdown_table(["system", "kind", "status", "parameters", "weights hash"], system_rows) + [""]
+    lines += markdown_table(["system", "kind", "status", "parameters", "weights hash"], system_rows) + [""]
     notes = [f"- {s['label']}: {note}" for s in results["systems"] for note in s.get("notes", [])]
     lines += notes + ([""] if notes else [])
 
@@ -236,24 +187,30 @@ def render_markdown(results: dict) -> str:
         body = [(row, values) for row, values in body if any(v is not None for v in values)]
         formatted = list(zip(*[_bold_best([values[i] for _, values in body]) for i in range(len(cols))]))
         lines += [f"## {family.capitalize()}", ""]
-        lines += _markdown_table(["system"] + [f"{col_name(t, d)} {m}" for t, d, m in cols],
-                                 [[_row_label(row, several_layers)] + list(cells) for (row, _), cells in zip(body, formatted)])
+        lines += markdown_table(["system"] + [f"{col_name(t, d)} {m}" for t, d, m in cols],
+                                [[_row_label(row, several_layers)]
+                                 + [_with_interval(cell, bounds[row].get((t, d), {}).get(m)) for cell, (t, d, m) in zip(cells, cols)]
+                                 for (row, _), cells in zip(body, formatted)])
         lines.append("")
 
     scores = headline_scores(results)
+    spread = _spread(results)
     ranks = mean_ranks(scores)
     lines += ["## Summary", "", "Headline metric per task (" + ", ".join(
-        f"{t}: {results['tasks'][t]['metrics'][0]}" for t in dict.fromkeys(t for t, _ in columns)) + "); "
-        "mean rank over the tasks each row was measured on (1 = best).", ""]
+        f"{t}: {results['tasks'][t]['metrics'][0]}" for t in dict.fromkeys(t for t, _ in columns)) + ") ± its standard "
+        "deviation over probe seeds; mean rank over the tasks each row was measured on (1 = best; point values, "
+        "for orientation only).", ""]
     summary_rows = [row for row in rows if row in ranks]
     cells = list(zip(*[_bold_best([scores[row].get(c) for row in summary_rows]) for c in columns])) if columns else []
-    lines += _markdown_table(
+    lines += markdown_table(
         ["system"] + [col_name(t, d) for t, d in columns] + ["mean rank"],
-        [[_row_label(row, several_layers)] + list(cell) + [f"{ranks[row][0]:.2f} ({ranks[row][1]})"]
-         for row, cell in zip(summary_rows, cells)],
+        [[_row_label(row, several_layers)]
+         + [cell if c not in spread[row] else f"{cell} ±{spread[row][c]:.3f}" for cell, c in zip(cell_row, columns)]
+         + [f"{ranks[row][0]:.2f} ({ranks[row][1]})"]
+         for row, cell_row in zip(summary_rows, cells)],
     )
     lines += ["", "DSP baseline per task: " + "; ".join(f"{t}: {task['baseline']}" for t, task in results["tasks"].items()) + ".", ""]
-    lines += ["## The paper's claims here", "", claims_paragraph(results["claims"], results), ""]
+    lines += ["## The paper's claims here", ""] + claims_section(results)
     if results["skipped"]:
         lines += ["## Skipped", ""] + [
             "- " + " / ".join(str(item[k]) for k in ("task", "dataset", "system", "readout") if k in item) + f": {item['reason']}"
@@ -287,17 +244,24 @@ def _panels(count: int, panel_height: float):
 
 
 def plot_scores(results: dict, path: Path) -> Path:
-    """Headline metric of every row (at the last layer) per task: one bar chart per column."""
+    """Headline metric of every row (at the last layer) per task, with its bootstrap 95 %
+    interval as an error bar: one bar chart per column."""
     scores = headline_scores(results)
+    bounds = _intervals(results)
     layer = results["config"]["layers"][-1]
     rows = [row for row in _row_order(scores, results) if row[2] in (layer, None)]
     columns = _columns(results)
     figure, axes = _panels(len(columns), 0.28 * len(rows) + 1.2)
     for axis, column in zip(axes, columns):
         shown = [row for row in rows if column in scores[row]]
-        bars = axis.barh(range(len(shown)), [scores[row][column] for row in shown],
+        values = np.array([scores[row][column] for row in shown])
+        metric = results["tasks"][column[0]]["metrics"][0]
+        limits = np.array([bounds[row].get(column, {}).get(metric) or [v, v] for row, v in zip(shown, values)], np.float64)
+        limits = np.where(np.isnan(limits), values[:, None], limits)
+        errors = np.clip(np.stack([values - limits[:, 0], limits[:, 1] - values]), 0, None)
+        bars = axis.barh(range(len(shown)), values, xerr=errors, error_kw={"elinewidth": 0.8, "capsize": 2},
                          color=["tab:gray" if row[0] == BASELINE else "tab:blue" for row in shown])
-        axis.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
+        axis.bar_label(bars, fmt="%.2f", fontsize=6, padding=4)
         axis.set_yticks(range(len(shown)), [_short(_row_label(row, False)) for row in shown])
         axis.invert_yaxis()
         axis.set_xlim(0, 1.1)
@@ -336,11 +300,10 @@ def plot_layers(results: dict, path: Path) -> Path:
 
 
 def write_report(results: dict, out: str | Path) -> dict[str, Path]:
-    """Fill ``results["claims"]``; write results.json, results.md, scores.png and (with
-    several layers) layers.png into ``out``. Returns the paths by name."""
+    """Write results.json, results.md, scores.png and (with several layers) layers.png into
+    ``out``. Returns the paths by name."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results["claims"] = assess_claims(results)
     paths = {"json": out / "results.json", "markdown": out / "results.md"}
     paths["json"].write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
     if _columns(results):

@@ -16,11 +16,20 @@ chords) read the frame tokens, which come with the ``frames`` readout.
 rendered corpus folder (with ``manifest.jsonl``), or a folder holding real datasets in
 sub-folders named as :data:`mt2.data.real.LOADERS` (``giantsteps-key/``, ``ballroom/``,
 ...), each in its published layout. Every task runs on every dataset that has its labels
-and a train, a valid and a test split.
+and a train, a valid and a test split. A corpus folder's ``fonts/<name>/`` (its test split
+rendered in another soundfont, :func:`mt2.corpus.render_corpus`) is a further test set,
+``<dataset>/<name>``, scored with the probes trained on the dataset: the cross-font test.
+
+**Seeds and intervals.** Every probe (and trained baseline) is fitted once per probe seed
+(``seeds``); a row's metric is the mean over seeds, reported with the seeds' spread and a
+bootstrap 95 % interval over test clips (whole pieces resampled, :mod:`mt2.bench.stats`;
+each resample scores the mean over seeds). The paper's claims are paired comparisons on the
+same resamples (:mod:`mt2.bench.claims`).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import sys
@@ -38,14 +47,19 @@ from mt2.bench.baselines import DSPExtractor
 from mt2.bench.features import (
     EXTERNAL_READOUT, FRAME_READOUT, ZERO_SHOT, Clip, EncoderExtractor, FeatureCache, Request, extract, load_external,
 )
+from mt2.bench.claims import BASELINE, assess_claims
 from mt2.bench.key import zero_shot_estimates
 from mt2.bench.probe import BATCH_SIZE, GRID, STEPS, evaluate_probe
-from mt2.bench.report import BASELINE, write_report
+from mt2.bench.report import write_report
+from mt2.bench.stats import LEVEL, RESAMPLES, Mean, interval, resample_counts
 from mt2.bench.task import SPLITS, Task, TaskData
 from mt2.data.real import LOADERS, Example, load_dataset
 from mt2.inference import READOUTS
 
-DEFAULT_MODELS = ("mt2", "contrastive", "equivariant", "random:mt2")
+#: The systems of a default run, in table order. A new shipped variant is one more name here
+#: (the ``masked`` variant's claim in :data:`mt2.bench.claims.CLAIMS` waits for it).
+DEFAULT_MODELS = ("mt2", "equivariant", "contrastive", "random:mt2")
+DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_READOUTS = (*READOUTS, ZERO_SHOT)
 RANDOM_PREFIX = "random:"
 CORPUS = "corpus"
@@ -68,8 +82,9 @@ class BenchConfig:
     out: Path = Path("bench-results")
     cache: Path | None = field(default_factory=default_cache)
     encoders: list[str] = field(default_factory=list)
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
     probe_steps: int = STEPS
+    resamples: int = RESAMPLES
     batch_size: int = 16
     device: str | None = None
     corpus_size: str = "small"
@@ -83,6 +98,8 @@ class BenchConfig:
         unknown = [r for r in self.readouts if r not in DEFAULT_READOUTS]
         if unknown:
             raise ValueError(f"unknown readouts {unknown}; known: {', '.join(DEFAULT_READOUTS)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds}: give one or more distinct probe seeds (three or more for a spread)")
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
@@ -135,7 +152,7 @@ def load_systems(config: BenchConfig) -> list[System]:
         try:
             encoder = load(spec.removeprefix(RANDOM_PREFIX))
             if kind == "random":
-                encoder = random_encoder(encoder, config.seed)
+                encoder = random_encoder(encoder, config.seeds[0])
             encoder = encoder.to(device)
         except (ValueError, OSError) as error:  # CheckpointError is a ValueError
             systems.append(System(spec, kind, error=" ".join(str(error).split())))
@@ -178,8 +195,27 @@ def corpus_examples(folder: Path) -> list[Example]:
     return [Example(folder / row["path"], row["split"], row) for row in read_manifest(folder)]
 
 
-def load_datasets(config: BenchConfig) -> dict[str, list[Example]]:
-    """``{dataset name: examples}`` for ``config.data`` (module docstring).
+@dataclass
+class Dataset:
+    """A dataset's examples and its further test sets (``<name>/<font>``: test examples only)."""
+
+    name: str
+    examples: list[Example]
+    cross_tests: dict[str, list[Example]] = field(default_factory=dict)
+    corpus: dict | None = None  # a rendered corpus's corpus.json (size, seed, soundfont, counts)
+
+
+def _corpus(folder: Path) -> Dataset:
+    from mt2.corpus.build import CROSS_FONT_FOLDER
+
+    fonts = sorted(p.parent for p in (folder / CROSS_FONT_FOLDER).glob("*/manifest.jsonl"))
+    cross = {f"{CORPUS}/{font.name}": [e for e in corpus_examples(font) if e.split == "test"] for font in fonts}
+    summary = folder / "corpus.json"
+    return Dataset(CORPUS, corpus_examples(folder), cross, json.loads(summary.read_text()) if summary.is_file() else None)
+
+
+def load_datasets(config: BenchConfig) -> list[Dataset]:
+    """The datasets of ``config.data`` (module docstring).
 
     Raises:
         ValueError: a folder that is neither a corpus nor holds any known dataset folder.
@@ -191,11 +227,11 @@ def load_datasets(config: BenchConfig) -> dict[str, list[Example]]:
         if not (folder / "manifest.jsonl").is_file():
             print(f"rendering the {config.corpus_size} corpus into {folder} (once)", file=sys.stderr)
             render_corpus(folder, config.corpus_size, config.corpus_seed, progress=config.progress)
-        return {CORPUS: corpus_examples(folder)}
+        return [_corpus(folder)]
     root = Path(config.data)
     if (root / "manifest.jsonl").is_file():
-        return {CORPUS: corpus_examples(root)}
-    found = {name: load_dataset(name, root / name) for name in LOADERS if (root / name).is_dir()}
+        return [_corpus(root)]
+    found = [Dataset(name, load_dataset(name, root / name)) for name in LOADERS if (root / name).is_dir()]
     if not found:
         raise ValueError(f"{root}: neither a corpus folder (manifest.jsonl) nor a folder of datasets ({', '.join(LOADERS)})")
     return found
@@ -206,45 +242,69 @@ def load_datasets(config: BenchConfig) -> dict[str, list[Example]]:
 
 @dataclass
 class _Plan:
-    """The examples each task uses on one dataset, and the clips to extract."""
+    """The examples each task uses on one dataset and its further test sets, and the clips to extract."""
 
     selections: dict[str, list[Example]]
+    cross: dict[str, dict[str, list[Example]]]  # test set -> task -> test examples
     clips: list[Clip]
 
 
-def _plan(dataset: str, examples: list[Example], tasks: Sequence[Task], skipped: list) -> _Plan:
-    """Each task's examples (tasks lacking a labelled split are skipped, with the reason) and
-    their union as clips, flagged for frame tokens when a frame-level task uses them."""
+@dataclass
+class Outcome:
+    """One row's estimates on one test set, per probe seed, in the order of ``examples``."""
+
+    task: str
+    test_set: str
+    system: str
+    readout: str
+    layer: int | None
+    kind: str  # "probe", "zero-shot" or "baseline"
+    examples: list[Example]
+    estimates: list[list]  # one list per seed
+    selections: list[dict] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _plan(dataset: Dataset, tasks: Sequence[Task], skipped: list) -> _Plan:
+    """Each task's examples (tasks lacking a labelled split are skipped, with the reason),
+    their test examples in the further test sets, and the union as clips, flagged for frame
+    tokens when a frame-level task uses them."""
     selections = {}
     for task in tasks:
-        chosen = task.select(dataset, examples)
+        chosen = task.select(dataset.name, dataset.examples)
         missing = [s for s in SPLITS if not any(e.split == s for e in chosen)]
         if missing:
             reason = "no labelled example" if not chosen else f"no labelled example in split(s) {', '.join(missing)}"
-            skipped.append({"task": task.name, "dataset": dataset, "reason": reason})
+            skipped.append({"task": task.name, "dataset": dataset.name, "reason": reason})
         else:
             selections[task.name] = chosen
+    cross = {name: {task: [e for e in TASKS[task].select(dataset.name, examples) if e.split == "test"] for task in selections}
+             for name, examples in dataset.cross_tests.items()}
     frames: dict[Path, bool] = {}
-    for name, chosen in selections.items():
+    for name, chosen in [*selections.items(), *((t, c) for sets in cross.values() for t, c in sets.items())]:
         for example in chosen:
             frames[example.path] = frames.get(example.path, False) or TASKS[name].level == "frame"
-    return _Plan(selections, [Clip(path, flag) for path, flag in frames.items()])
+    return _Plan(selections, cross, [Clip(path, flag) for path, flag in frames.items()])
+
+
+def _usable(examples: list[Example], features: dict[Path, dict | None], need: str) -> TaskData:
+    kept = [e for e in examples if features.get(e.path) and need in features[e.path]]
+    return TaskData(kept, [features[e.path] for e in kept])
 
 
 def _splits(examples: list[Example], features: dict[Path, dict | None], need: str) -> dict[str, TaskData]:
     """Examples per split with their features, leaving out those whose features lack ``need``."""
-    out = {}
-    for split in SPLITS:
-        kept = [e for e in examples if e.split == split and features.get(e.path) and need in features[e.path]]
-        out[split] = TaskData(kept, [features[e.path] for e in kept])
-    return out
+    return {split: _usable([e for e in examples if e.split == split], features, need) for split in SPLITS}
 
 
-def _entry(task: Task, dataset: str, system: str, readout: str, layer, kind: str, metrics: dict, splits, selection=None) -> dict:
-    return {
-        "task": task.name, "dataset": dataset, "system": system, "readout": readout, "layer": layer, "kind": kind,
-        "metrics": metrics, "selection": selection, "counts": {s: len(d.examples) for s, d in splits.items()},
-    }
+def _tests(dataset: str, plan: _Plan, task: str, splits: dict[str, TaskData], features, need: str) -> dict[str, TaskData]:
+    """The test sets of a task: the dataset's test split, then each further test set that has examples."""
+    tests = {dataset: splits["test"]}
+    for name, sets in plan.cross.items():
+        data = _usable(sets.get(task, []), features, need)
+        if data.examples:
+            tests[name] = data
+    return tests
 
 
 def _check_usable(splits: dict[str, TaskData], need: str) -> None:
@@ -252,6 +312,14 @@ def _check_usable(splits: dict[str, TaskData], need: str) -> None:
     empty = [s for s, d in splits.items() if not d.examples]
     if empty:
         raise ValueError(f"no example with {need!r} features in split(s) {', '.join(empty)}")
+
+
+def _outcomes(task: Task, tests: dict[str, TaskData], row: tuple, kind: str, runs: list[tuple[dict, dict | None]], splits) -> list[Outcome]:
+    """One Outcome per test set from ``runs``: one ``(estimates by test set, selection)`` per seed."""
+    counts = {s: len(d.examples) for s, d in splits.items()} if splits else {}
+    return [Outcome(task.name, name, *row, kind, data.examples, [estimates[name] for estimates, _ in runs],
+                    [selection for _, selection in runs if selection is not None], {**counts, "test": len(data.examples)})
+            for name, data in tests.items()]
 
 
 def run_benchmark(config: BenchConfig) -> dict:
@@ -265,65 +333,115 @@ def run_benchmark(config: BenchConfig) -> dict:
     for system in systems:
         if system.error:
             print(f"missing model {system.label}: {system.error}", file=sys.stderr)
-    entries, skipped, failed_files, timing = [], [], [], {}
+    outcomes, skipped, failed_files, timing = [], [], [], {}
     dataset_info = {}
-    for dataset, examples in datasets.items():
-        plan = _plan(dataset, examples, tasks, skipped)
-        dataset_info[dataset] = {"examples": len(examples), "tasks": {
+    for dataset in datasets:
+        plan = _plan(dataset, tasks, skipped)
+        dataset_info[dataset.name] = {"examples": len(dataset.examples), "cross_font": False, "corpus": dataset.corpus, "tasks": {
             name: {s: sum(e.split == s for e in chosen) for s in SPLITS} for name, chosen in plan.selections.items()}}
+        for name, sets in plan.cross.items():
+            dataset_info[name] = {"examples": len(dataset.cross_tests[name]), "cross_font": True, "trained_on": dataset.name,
+                                  "tasks": {task: {"test": len(chosen)} for task, chosen in sets.items()}}
         if not plan.clips:
             continue
         tick = time.perf_counter()
-        baseline_entries, failed = _evaluate_baselines(dataset, plan, cache, config, skipped)
-        entries += baseline_entries
+        baseline_outcomes, failed = _evaluate_baselines(dataset.name, plan, cache, config, skipped)
+        outcomes += baseline_outcomes
         failed_files += failed
-        timing[f"{dataset}/{BASELINE}"] = time.perf_counter() - tick
+        timing[f"{dataset.name}/{BASELINE}"] = time.perf_counter() - tick
         for system in systems:
             if system.error:
                 continue
             tick = time.perf_counter()
-            entries += _evaluate_system(system, dataset, plan, cache, config, skipped)
-            timing[f"{dataset}/{system.label}"] = time.perf_counter() - tick
+            outcomes += _evaluate_system(system, dataset.name, plan, cache, config, skipped)
+            timing[f"{dataset.name}/{system.label}"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    entries, statistics = summarise(outcomes, config.resamples, config.seeds[0])
     results = {
         "config": config.to_dict(),
         "versions": versions(),
-        "seeds": {"probe": config.seed, "random_weights": config.seed, "corpus": config.corpus_seed},
+        "seeds": {"probe": list(config.seeds), "random_weights": config.seeds[0], "corpus": config.corpus_seed,
+                  "bootstrap": config.seeds[0]},
         "protocol": {"probe": "one linear layer on standardised features, zero init, AdamW", "grid": [list(g) for g in GRID],
-                     "steps": config.probe_steps, "batch_size": BATCH_SIZE, "selection": "headline metric on the valid split"},
+                     "steps": config.probe_steps, "batch_size": BATCH_SIZE, "selection": "headline metric on the valid split",
+                     "seeds": "every probe fitted once per probe seed; metric: mean over seeds",
+                     "intervals": f"{LEVEL:.0%} percentile bootstrap, {config.resamples} resamples of whole pieces "
+                                  "(clips of a piece together), the same resamples for every row of a test set"},
         "tasks": {t.name: {"family": t.family, "level": t.level, "metrics": list(t.metrics), "baseline": t.baseline_name} for t in tasks},
         "datasets": dataset_info,
         "systems": [s.summary() for s in systems],
         "results": entries,
         "skipped": skipped,
         "failed_files": sorted(set(failed_files)),
-        "timing_s": {**timing, "total": time.perf_counter() - started},
     }
+    results["claims"] = assess_claims(results, statistics)
+    timing["statistics"] = time.perf_counter() - tick
+    results["timing_s"] = {**timing, "total": time.perf_counter() - started}
     write_report(results, config.out)
     return results
 
 
-def _evaluate_baselines(dataset: str, plan: _Plan, cache: FeatureCache, config: BenchConfig, skipped: list) -> tuple[list[dict], list[str]]:
-    """Extract the DSP features on one dataset and score every task's baseline; also
-    returns the files that could not be decoded."""
+def _groups(examples: list[Example]) -> list[str]:
+    """The resampling unit of each example: its piece (``piece_id`` label), else the example itself."""
+    return [str(e.labels.get("piece_id") or e.path) for e in examples]
+
+
+def summarise(outcomes: list[Outcome], resamples: int, seed: int) -> tuple[list[dict], dict]:
+    """results.json entries of the outcomes (metric: mean over seeds; per-seed values, their
+    standard deviation, the bootstrap interval), and ``{(task, test set, row): (example
+    paths, {metric: Statistic}, resample counts)}`` for the paired comparisons. Rows of a
+    test set with the same examples share their resamples."""
+    entries, statistics, counts_of = [], {}, {}
+    for outcome in outcomes:
+        task = TASKS[outcome.task]
+        references = [task.reference(e) for e in outcome.examples]
+        per_seed = [task.statistics(references, estimates) for estimates in outcome.estimates]
+        stats = {metric: Mean([s[metric] for s in per_seed]) for metric in task.metrics}
+        paths = tuple(str(e.path) for e in outcome.examples)
+        key = (outcome.task, outcome.test_set, paths)
+        if key not in counts_of:
+            counts_of[key] = resample_counts(len(paths), resamples, seed, _groups(outcome.examples))
+        counts = counts_of[key]
+        intervals = {metric: interval(stat, counts) for metric, stat in stats.items()}
+        seeds = {metric: [s[metric].value() for s in per_seed] for metric in task.metrics}
+        row = (outcome.system, outcome.readout, outcome.layer)
+        statistics[(outcome.task, outcome.test_set, row)] = (paths, stats, counts)
+        entries.append({
+            "task": outcome.task, "dataset": outcome.test_set, "system": outcome.system, "readout": outcome.readout,
+            "layer": outcome.layer, "kind": outcome.kind,
+            "metrics": {metric: i.value for metric, i in intervals.items()},
+            "interval": {metric: [i.low, i.high] for metric, i in intervals.items()},
+            "seeds": seeds,
+            "spread": {metric: float(np.std(values)) if len(values) > 1 else None for metric, values in seeds.items()},
+            "selection": outcome.selections or None, "counts": outcome.counts,
+        })
+    return entries, statistics
+
+
+def _evaluate_baselines(dataset: str, plan: _Plan, cache: FeatureCache, config: BenchConfig, skipped: list) -> tuple[list[Outcome], list[str]]:
+    """Extract the DSP features on one dataset and run every task's baseline (once, or once
+    per seed when it trains a probe); also returns the files that could not be decoded."""
     dsp = DSPExtractor()
     features = dict(zip([c.path for c in plan.clips], extract(dsp, [dsp.request], plan.clips, cache, config.progress)[dsp.request]))
-    entries = []
+    outcomes = []
     for name, chosen in plan.selections.items():
         task = TASKS[name]
         splits = _splits(chosen, features, "onset")
         try:
             _check_usable(splits, "onset")
-            metrics = task.baseline(splits, config.seed, config.probe_steps)
+            tests = _tests(dataset, plan, name, splits, features, "onset")
+            seeds = config.seeds if task.baseline_trained else config.seeds[:1]
+            runs = [(task.baseline(splits, tests, seed, config.probe_steps), None) for seed in seeds]
         except ValueError as error:
             skipped.append({"task": name, "dataset": dataset, "system": BASELINE, "reason": str(error)})
             continue
-        entries.append(_entry(task, dataset, BASELINE, task.baseline_name, None, "baseline", metrics, splits))
-    return entries, [str(path) for path, f in features.items() if f is None]
+        outcomes += _outcomes(task, tests, (BASELINE, task.baseline_name, None), "baseline", runs, splits)
+    return outcomes, [str(path) for path, f in features.items() if f is None]
 
 
-def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCache, config: BenchConfig, skipped: list) -> list[dict]:
-    """Extract one system's features on one dataset and score every (readout, layer, task)."""
-    entries = []
+def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCache, config: BenchConfig, skipped: list) -> list[Outcome]:
+    """Extract one system's features on one dataset and probe every (readout, layer, task), once per seed."""
+    outcomes = []
     requests = [Request(r, -1 if layer is None else layer) for layer in system.layers for r in system.readouts if r != ZERO_SHOT]
     zero_shot = ZERO_SHOT in system.readouts and "key" in plan.selections
     # one extraction per clip for every readout, the zero-shot key included (from the same pass)
@@ -338,22 +456,21 @@ def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCa
         splits = _splits(plan.selections[task.name], by_path, need)
         try:
             _check_usable(splits, need)
-            metrics, selection = evaluate_probe(task, splits, config.seed, config.probe_steps)
+            tests = _tests(dataset, plan, task.name, splits, by_path, need)
+            runs = [evaluate_probe(task, splits, tests, seed, config.probe_steps) for seed in config.seeds]
         except ValueError as error:
             skipped.append({"task": task.name, "dataset": dataset, "system": system.label, "readout": request.readout, "reason": str(error)})
             continue
-        entries.append(_entry(task, dataset, system.label, request.readout, layer, "probe", metrics, splits, selection))
-    if zero_shot:  # no training: the test split only
+        outcomes += _outcomes(task, tests, (system.label, request.readout, layer), "probe", runs, splits)
+    if zero_shot:  # no training: the test sets only, from the same extraction as every readout
         task = TASKS["key"]
-        test = [e for e in plan.selections["key"] if e.split == "test"]
-        by_path = dict(zip(paths, features[Request(ZERO_SHOT)]))
-        estimated = [by_path[e.path] for e in test]
-        kept = [(e, f) for e, f in zip(test, estimated) if f is not None]
-        data = TaskData([e for e, _ in kept], [f for _, f in kept])
-        if data.examples:
-            metrics = task.evaluate(data, zero_shot_estimates(data))
-            entries.append(_entry(task, dataset, system.label, ZERO_SHOT, None, "zero-shot", metrics, {"test": data}))
-    return entries
+        sets = {dataset: [e for e in plan.selections["key"] if e.split == "test"],
+                **{name: chosen["key"] for name, chosen in plan.cross.items() if chosen.get("key")}}
+        estimated = dict(zip(paths, features[Request(ZERO_SHOT)]))
+        tests = {name: data for name, examples in sets.items() if (data := _usable(examples, estimated, "tonic")).examples}
+        runs = [({name: zero_shot_estimates(data) for name, data in tests.items()}, None)]
+        outcomes += _outcomes(task, tests, (system.label, ZERO_SHOT, None), "zero-shot", runs, None)
+    return outcomes
 
 
 def versions() -> dict[str, str]:

@@ -3,16 +3,17 @@
 Labels: the ``tags`` list (the embedded corpus: instrument families, solo/ensemble, tempo
 class, mode, style; MagnaTagATune: its top 50 tags).
 
-Metrics: ROC-AUC and PR-AUC (average precision), macro-averaged by scikit-learn over the
-tags that have both a positive and a negative clip in the evaluated split. Baseline: a
-linear probe on MFCC statistics, trained and selected like the models' probes.
+Metrics: ROC-AUC and PR-AUC (average precision), macro-averaged over the tags that have both
+a positive and a negative clip in the evaluated split (or resample), as scikit-learn's
+``roc_auc_score`` and ``average_precision_score`` compute them (:mod:`mt2.bench.stats`).
+Baseline: a linear probe on MFCC statistics, trained and selected like the models' probes.
 """
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mt2.bench.probe import evaluate_feature_probe
+from mt2.bench.stats import MacroAveragePrecision, MacroRocAuc
 from mt2.bench.task import Task, TaskData
 
 
@@ -23,6 +24,7 @@ class TaggingTask(Task):
     output = "sigmoid"
     metrics = ("roc_auc", "pr_auc")
     baseline_name = "MFCC statistics + linear probe"
+    baseline_trained = True
 
     def labelled(self, labels: dict) -> bool:
         return bool(labels.get("tags"))
@@ -39,22 +41,15 @@ class TaggingTask(Task):
     def reference(self, example):
         return list(example.labels["tags"])
 
-    def score(self, references, estimates):
-        """Estimates map tags to scores; tags an estimate lacks score 0."""
+    def statistics(self, references, estimates):
+        """Estimates map tags to scores; tags an estimate lacks score 0. Tags: those of the estimates."""
         tags = sorted({tag for e in estimates for tag in e})
-        truth = np.array([[tag in r for tag in tags] for r in references], dtype=int)
-        scores = np.array([[e.get(tag, 0.0) for tag in tags] for e in estimates])
-        usable = (truth.min(axis=0) == 0) & (truth.max(axis=0) == 1)
-        if not usable.any():
-            return {"roc_auc": float("nan"), "pr_auc": float("nan")}
-        truth, scores = truth[:, usable], scores[:, usable]
-        return {
-            "roc_auc": float(roc_auc_score(truth, scores, average="macro")),
-            "pr_auc": float(average_precision_score(truth, scores, average="macro")),
-        }
+        truth = np.array([[tag in r for tag in tags] for r in references], dtype=bool).reshape(len(references), len(tags))
+        scores = np.array([[e.get(tag, 0.0) for tag in tags] for e in estimates], dtype=np.float64).reshape(truth.shape)
+        return {"roc_auc": MacroRocAuc(truth, scores), "pr_auc": MacroAveragePrecision(truth, scores)}
 
-    def baseline(self, splits: dict[str, TaskData], seed, steps):
-        return evaluate_feature_probe(self, splits, "mfcc", seed, steps)
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed, steps):
+        return evaluate_feature_probe(self, splits, tests, "mfcc", seed, steps)
 
 
 TASK = TaggingTask()

@@ -9,6 +9,9 @@ A task is probed at one of two levels:
 
 Every metric is "higher is better"; ``metrics[0]`` is the headline metric, the one that
 selects probe hyper-parameters on the validation split and ranks systems in the summary.
+A task writes each metric as a resamplable statistic over its examples
+(:meth:`Task.statistics`, :mod:`mt2.bench.stats`), which gives both the score and its
+bootstrap interval.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mt2.bench.stats import Statistic
 from mt2.data.real import Example
 
 SPLITS = ("train", "valid", "test")
@@ -44,6 +48,8 @@ class Task(ABC):
     metrics: ClassVar[tuple[str, ...]]
     #: What the classical baseline does, in a few words.
     baseline_name: ClassVar[str]
+    #: Whether the baseline trains something (then it is run once per probe seed).
+    baseline_trained: ClassVar[bool] = False
 
     # -- which examples -------------------------------------------------------------------
     @abstractmethod
@@ -79,14 +85,19 @@ class Task(ABC):
         """The ground truth of an example, in the form :meth:`score` takes."""
 
     @abstractmethod
+    def statistics(self, references: list, estimates: list) -> dict[str, Statistic]:
+        """Every metric of :attr:`metrics` as a statistic over the examples, in their order."""
+
     def score(self, references: list, estimates: list) -> dict[str, float]:
         """Every metric of :attr:`metrics` over a set of examples."""
+        return {metric: statistic.value() for metric, statistic in self.statistics(references, estimates).items()}
 
     @abstractmethod
-    def baseline(self, splits: dict[str, TaskData], seed: int, steps: int) -> dict[str, float]:
-        """Test metrics of the classical baseline; ``splits`` hold DSP features
-        (:func:`mt2.bench.baselines.dsp_features`), ``seed`` and ``steps`` serve baselines
-        that train a probe on them."""
+    def baseline(self, splits: dict[str, TaskData], tests: dict[str, TaskData], seed: int, steps: int) -> dict[str, list]:
+        """The classical baseline's estimates on every test set of ``tests`` (by name, in
+        example order). Every TaskData holds DSP features
+        (:func:`mt2.bench.baselines.dsp_features`); ``splits`` (train, valid), ``seed`` and
+        ``steps`` serve baselines that train a probe on them."""
 
     def evaluate(self, data: TaskData, estimates: list) -> dict[str, float]:
         """:meth:`score` of ``estimates`` against the references of ``data``."""

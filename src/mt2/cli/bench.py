@@ -1,4 +1,12 @@
-"""``mt2 bench``: the linear-probe benchmark over seven MIR tasks, with baselines."""
+"""``mt2 bench``: the linear-probe benchmark over seven MIR tasks, with baselines, seeds and intervals.
+
+The benchmark of record (docs/results) runs on the ``bench`` corpus:
+
+    mt2 corpus render data/bench --size bench --seed 2026
+    mt2 bench --data data/bench --out docs/results --threads 2
+
+``mt2 bench --data data/small`` is the quick check on the small corpus.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,16 +18,20 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     from mt2.bench import TASKS
     from mt2.bench.probe import STEPS
-    from mt2.bench.runner import DEFAULT_MODELS, DEFAULT_READOUTS, default_cache
+    from mt2.bench.runner import DEFAULT_MODELS, DEFAULT_READOUTS, DEFAULT_SEEDS, default_cache
+    from mt2.bench.stats import RESAMPLES
     from mt2.corpus import SIZES
 
     parser = sub.add_parser(
         "bench",
         help="linear-probe benchmark (key, chords, tempo, beats, pitch, instrument, tagging) with baselines",
-        description="Benchmark frozen encoders with one linear layer per task (trained with a fixed seed, selected "
+        description="Benchmark frozen encoders with one linear layer per task (trained once per probe seed, selected "
         "on the valid split, scored once on test), beside classical DSP baselines and zero-shot key estimates measured "
-        "in the same run. Writes OUT/results.json (every number, config, versions, seeds), OUT/results.md (tables, "
-        "mean ranks, which of the paper's claims hold here) and OUT/scores.png (and layers.png with several layers). "
+        "in the same run. Every metric gets a bootstrap 95% interval (test pieces resampled) and the paper's claims are "
+        "decided from paired intervals of differences. A corpus folder's fonts/NAME/ (its test split in another "
+        "soundfont) is scored as a cross-font test set. Writes OUT/results.json (every number, config, versions, "
+        "seeds), OUT/results.md (tables with intervals, seed spread, mean ranks, claims: held / reversed / undecided) "
+        "and OUT/scores.png with error bars (and layers.png with several layers). "
         "Features are cached per (model weights, readout, layer, clip list). A model that cannot be loaded is "
         "reported as missing and the run goes on.",
     )
@@ -45,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", default="corpus",
         help="'corpus' (the embedded corpus, rendered once into the cache folder), a rendered corpus folder "
-        "(with manifest.jsonl), or a folder of real datasets in sub-folders named giantsteps-key, giantsteps-tempo, "
+        "(with manifest.jsonl; data/bench from mt2 corpus render --size bench for the benchmark of record), or a folder of real datasets in sub-folders named giantsteps-key, giantsteps-tempo, "
         "ballroom, nsynth, tinysol, magnatagatune, gtzan (default: corpus)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: bench-results)")
@@ -57,7 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cache", type=Path, default=default_cache(), help=f"feature cache folder (default: {default_cache()})")
     parser.add_argument("--no-cache", action="store_true", help="extract every feature again and store nothing")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the probes and of random-weight models (default: 0)")
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="SEED",
+        help="probe seeds: every probe is fitted once per seed, the metric is their mean and their spread is reported; "
+        f"the first also seeds random-weight models and the bootstrap (default: {' '.join(map(str, DEFAULT_SEEDS))})",
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=RESAMPLES, help=f"bootstrap resamples per interval (default: {RESAMPLES})"
+    )
     parser.add_argument("--probe-steps", type=int, default=STEPS, help=f"optimiser steps per probe fit (default: {STEPS})")
     parser.add_argument(
         "--corpus-size", default="small", choices=list(SIZES),
@@ -82,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = BenchConfig(
             models=args.models, readouts=args.readouts, layers=args.layers, tasks=args.tasks, data=args.data, out=args.out,
-            cache=None if args.no_cache else args.cache, encoders=args.encoders, seed=args.seed,
-            probe_steps=args.probe_steps, batch_size=args.batch_size, device=args.device,
+            cache=None if args.no_cache else args.cache, encoders=args.encoders, seeds=args.seeds,
+            probe_steps=args.probe_steps, resamples=args.resamples, batch_size=args.batch_size, device=args.device,
             corpus_size=args.corpus_size, corpus_seed=args.corpus_seed,
         )
         results = run_benchmark(config)

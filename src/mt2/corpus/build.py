@@ -12,6 +12,16 @@ a test piece in one corpus is a test piece in all of them and no transposition o
 reaches training. Generated pieces have the seed in their id (another seed, other
 music). Chorales are drawn per split in 70/15/15 proportion. Single notes are split per
 program (:func:`mt2.corpus.notes.note_splits`).
+
+The ``bench`` size is the benchmark's corpus: its generated pieces and single notes are cut
+40/15/45 (:attr:`SizeSpec.shares`) so that every task has hundreds of test clips, and it is
+**disjoint from the pretraining corpus** of the shipped weights (``medium``, seed 7,
+:data:`PRETRAINING`): a piece of that corpus's train split never lands in the bench
+corpus's valid or test split (:func:`plan` moves it to train). Chorales need no move
+(their split is the same in every corpus), generated pieces of another seed are other
+pieces, and single notes are the ones moved. Its test split is rendered a second time
+with another soundfont (:attr:`SizeSpec.cross_fonts`, ``fonts/<name>/`` beside the
+manifest) for a cross-font test.
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ import logging
 import multiprocessing
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +42,7 @@ from mt2.corpus.generator import STYLES, generate_piece
 from mt2.corpus.instruments import INSTRUMENTS, orchestrate
 from mt2.corpus.manifest import SPLITS, write_manifest
 from mt2.corpus.notes import NOTE_CLIP_SECONDS, make_note, note_piece_id, note_pitches, note_splits
-from mt2.corpus.render import SAMPLE_RATE, check_soundfont, render_piece
+from mt2.corpus.render import SAMPLE_RATE, check_soundfont, render_piece, soundfont_path
 from mt2.keys import MODES
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,10 @@ CLIP_SECONDS = 12.0
 #: Chorale transpositions are drawn from this range (semitones), all 12 offsets.
 TRANSPOSITIONS = tuple(range(-5, 7))
 _SPLIT_SALT = "mt2-corpus-split"
+#: ``(train, valid, test)`` shares of :func:`split_of` (and of chorales in every size).
+STANDARD_SHARES = (0.70, 0.15, 0.15)
+#: ``(size, seed)`` of the corpus the shipped weights were pretrained on (its train split).
+PRETRAINING = ("medium", 7)
 
 
 @dataclass(frozen=True)
@@ -55,18 +69,25 @@ class SizeSpec:
     chorale_clips: int | None  # clips per chorale render
     note_programs: int | None  # programs in the single-note subset
     note_pitches: int | None  # pitches per program (evenly spread over its range)
+    #: (train, valid, test) shares of generated pieces and of each program's notes.
+    shares: tuple[float, float, float] = STANDARD_SHARES
+    #: (size, seed) of a corpus whose train pieces must stay out of this one's valid and test.
+    disjoint_from: tuple[str, int] | None = None
+    #: Soundfonts (names of :data:`mt2.corpus.render.SOUNDFONTS`) the test split is rendered in again.
+    cross_fonts: tuple[str, ...] = ()
 
 
 #: ``tiny`` is for tests (seconds to render); ``keys`` is one generated piece in each of the
 #: 24 keys and nothing else (an acceptance set for key estimation: render it with a seed
 #: other than the training corpus's and its pieces were never heard in training); the others
-#: are measured in the docs.
+#: are measured in the docs; ``bench`` is the benchmark's (module docstring).
 SIZES = {
     "tiny": SizeSpec(6, 1, 2, 1, 1, 2, 3),
     "keys": SizeSpec(24, 1, 0, 1, 1, 0, 0),
     "small": SizeSpec(72, 1, 24, 1, 2, 8, 6),
     "medium": SizeSpec(400, 1, 120, 1, 4, None, 12),
     "large": SizeSpec(4000, 2, None, 3, None, None, None),
+    "bench": SizeSpec(720, 1, 120, 1, 2, None, 24, (0.40, 0.15, 0.45), PRETRAINING, ("merlin",)),
 }
 
 
@@ -105,10 +126,10 @@ def derive_seed(seed: int, *names: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-def split_of(piece_id: str) -> str:
-    """``train``/``valid``/``test`` (about 70/15/15) from a salted hash of the piece id."""
+def split_of(piece_id: str, shares: tuple[float, float, float] = STANDARD_SHARES) -> str:
+    """``train``/``valid``/``test`` in proportions ``shares`` from a salted hash of the piece id."""
     u = derive_seed(_SPLIT_SALT, piece_id) / 2**64
-    return "train" if u < 0.70 else "valid" if u < 0.85 else "test"
+    return "train" if u < shares[0] else "valid" if u < shares[0] + shares[1] else "test"
 
 
 def _proportional(n: int) -> dict[str, int]:
@@ -157,7 +178,7 @@ def _generator_jobs(spec: SizeSpec, seed: int) -> list[Job]:
             Job(
                 "generator",
                 piece_id,
-                split_of(piece_id),
+                split_of(piece_id, spec.shares),
                 derive_seed(seed, piece_id),
                 max_clips=spec.generated_clips,
                 tonic=key % 12,
@@ -186,19 +207,36 @@ def _note_jobs(spec: SizeSpec, seed: int) -> list[Job]:
     jobs = []
     for program in programs:
         pitches = note_pitches(program, spec.note_pitches)
-        splits = note_splits(pitches, np.random.default_rng(derive_seed(seed, "note-split", program)))
+        split_rng = np.random.default_rng(derive_seed(seed, "note-split", program))
+        splits = note_splits(pitches, split_rng) if spec.shares == STANDARD_SHARES else _cut(pitches, spec.shares, split_rng)
         for pitch in pitches:
             piece_id = note_piece_id(program, pitch)
             jobs.append(Job("note", piece_id, splits[pitch], derive_seed(seed, piece_id), program=program, pitch=pitch))
     return jobs
 
 
+def _cut(items: list, shares: tuple[float, float, float], rng: np.random.Generator) -> dict:
+    """Items shuffled and cut into train/valid/test by ``shares`` (rounded counts)."""
+    order = [items[i] for i in rng.permutation(len(items))]
+    n_valid, n_test = round(shares[1] * len(order)), round(shares[2] * len(order))
+    labels = ["train"] * (len(order) - n_valid - n_test) + ["valid"] * n_valid + ["test"] * n_test
+    return dict(zip(order, labels))
+
+
 def plan(size: str, seed: int) -> list[Job]:
-    """Every job of a render, chorales first (the slowest), in a fixed order."""
+    """Every job of a render, chorales first (the slowest), in a fixed order.
+
+    With ``disjoint_from`` set, a valid or test job whose piece is in that corpus's train
+    split becomes a train job.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
     spec = SIZES[size]
-    return _bach_jobs(spec, seed) + _generator_jobs(spec, seed) + _note_jobs(spec, seed)
+    jobs = _bach_jobs(spec, seed) + _generator_jobs(spec, seed) + _note_jobs(spec, seed)
+    if spec.disjoint_from is not None:
+        heard = {job.piece_id for job in plan(*spec.disjoint_from) if job.split == "train"}
+        jobs = [replace(job, split="train") if job.split != "train" and job.piece_id in heard else job for job in jobs]
+    return jobs
 
 
 def run_job(job: Job, out: Path, soundfont: bytes) -> list[dict]:
@@ -256,10 +294,12 @@ def _outcomes(jobs: list[Job], out: Path, soundfont: bytes, workers: int):
 
 
 def default_soundfont() -> Path:
-    """TimGM6mb.sf2, the General MIDI font that ships inside pretty_midi."""
-    import pretty_midi
+    """TimGM6mb.sf2, the General MIDI font that ships inside pretty_midi (the pretraining font)."""
+    return soundfont_path("timgm6mb")
 
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+#: Sub-folder of a corpus that holds its test split rendered in other soundfonts: ``fonts/<name>/``.
+CROSS_FONT_FOLDER = "fonts"
 
 
 def render_corpus(
@@ -269,6 +309,7 @@ def render_corpus(
     soundfont: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = False,
+    splits: tuple[str, ...] | None = None,
 ) -> Path:
     """Render the embedded labelled corpus into ``out`` and return its manifest's path.
 
@@ -276,40 +317,60 @@ def render_corpus(
     (the notes of each clip), ``manifest.jsonl`` (see :mod:`mt2.corpus.manifest`) and
     ``corpus.json`` (counts, excluded and failed pieces with their reasons). A piece that
     fails is logged with its id and skipped; the run goes on (clips it wrote before
-    failing stay on disk but are not in the manifest).
+    failing stay on disk but are not in the manifest). A size with ``cross_fonts`` also
+    renders its test split in each of them into ``out/fonts/<name>/`` (same layout).
 
     Args:
         out: output folder (created; files of the same names are overwritten).
-        size: ``tiny``, ``keys``, ``small``, ``medium`` or ``large`` (see :data:`SIZES`).
+        size: a key of :data:`SIZES` (``tiny``, ``keys``, ``small``, ``medium``, ``large``, ``bench``).
         seed: everything random is drawn from it.
-        soundfont: a .sf2 file; default TimGM6mb from pretty_midi.
+        soundfont: a name of :data:`mt2.corpus.render.SOUNDFONTS` or a .sf2 file; default TimGM6mb.
         workers: processes; default ``min(4, cpu count)``.
         progress: show a tqdm progress bar.
+        splits: render only the pieces of these splits (default: all).
 
     Raises:
-        FileNotFoundError: the soundfont does not exist.
-        RenderError: the soundfont cannot be loaded.
-        ValueError: unknown size.
+        FileNotFoundError: a soundfont does not exist (or its package is not installed).
+        RenderError: a soundfont cannot be loaded.
+        ValueError: unknown size or split.
     """
     out = Path(out)
-    font_path = Path(soundfont) if soundfont is not None else default_soundfont()
-    if not font_path.is_file():
-        raise FileNotFoundError(f"soundfont not found: {font_path}")
-    font = font_path.read_bytes()
-    check_soundfont(font, str(font_path))
-    jobs = plan(size, seed)
-    out.mkdir(parents=True, exist_ok=True)
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
+    unknown = sorted(set(splits or ()) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; choose from {SPLITS}")
+    fonts = {None: _load_font(soundfont)} | {name: _load_font(name) for name in SIZES[size].cross_fonts}
+    jobs = [job for job in plan(size, seed) if splits is None or job.split in splits]
     workers = max(1, workers or min(4, os.cpu_count() or 1))
+    manifest = _render_jobs(jobs, out, fonts.pop(None), workers, progress, size, seed)
+    for name, font in fonts.items():
+        tests = [job for job in jobs if job.split == "test"]
+        _render_jobs(tests, out / CROSS_FONT_FOLDER / name, font, workers, progress, size, seed)
+    return manifest
+
+
+def _load_font(soundfont: str | os.PathLike | None) -> tuple[Path, bytes]:
+    path = soundfont_path(soundfont)
+    font = path.read_bytes()
+    check_soundfont(font, str(path))
+    return path, font
+
+
+def _render_jobs(jobs: list[Job], out: Path, font: tuple[Path, bytes], workers: int, progress: bool, size: str, seed: int) -> Path:
+    """Run ``jobs`` with one soundfont into ``out``; write manifest.jsonl and corpus.json."""
+    font_path, font_bytes = font
+    out.mkdir(parents=True, exist_ok=True)
     results: list[JobResult] = []
-    with tqdm(total=len(jobs), unit="piece", desc=f"corpus {size}", disable=not progress) as bar:
-        for result in _outcomes(jobs, out, font, workers):
+    with tqdm(total=len(jobs), unit="piece", desc=f"corpus {size} ({font_path.name})", disable=not progress) as bar:
+        for result in _outcomes(jobs, out, font_bytes, workers):
             if result.status == "failed":
                 log.warning("skipped %s: %s", result.piece_id, result.reason)
             results.append(result)
             bar.update()
     records = [r for result in results for r in result.records]
     manifest = write_manifest(records, out / "manifest.jsonl")
-    summary = _summary(size, seed, font_path, font, records, results)
+    summary = _summary(size, seed, font_path, font_bytes, records, results)
     (out / "corpus.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 

