@@ -36,6 +36,8 @@ OVERLAYS: dict[str, dict] = {
     "plain-freq": {"model": {"layout": "plain", "embedding": "freq"}},
     "pc-params": {"model": {"pc_channels": 32}},
     "pc-no-register": {"model": {"register": "none"}},
+    "pc-no-register-detach": {"model": {"register": "none", "detach_summaries": True}},
+    "pc-cb": {"contrastive_pair": "CB"},
     "pc-fpt1": {"model": {"frames_per_token": 1}},
     "pc-fpt2": {"model": {"frames_per_token": 2}},
     "pc-log": {"views": {"compression": "log"}},

@@ -57,6 +57,9 @@ class ModelConfig:
     pc_channels: int = 16
     invariant_width: int = 64
     register: str = "linear"
+    # stop gradients from the invariant stream and the contrastive head into the equivariant
+    # stream: NT-Xent reads its roll-invariant summaries but does not train it (recipe lever)
+    detach_summaries: bool = False
     pc_basis: str = "fourier"
     # class tokens: add the mean of the frame tokens to each (ViT-1D); off by default
     class_token_mean: bool = False

@@ -113,7 +113,7 @@ class PitchClassLayout:
 
     def block(self) -> nn.Module:
         c = self.config
-        return PitchClassBlock(c.pc_channels, c.invariant_width, c.heads, c.mlp_ratio, self.basis)
+        return PitchClassBlock(c.pc_channels, c.invariant_width, c.heads, c.mlp_ratio, self.basis, c.detach_summaries)
 
     def final_norm_modules(self) -> dict[str, nn.Module]:
         self._norms = {"eq_norm": PitchClassLayerNorm(self.channels), "inv_norm": nn.LayerNorm(self.config.invariant_width, eps=1e-6)}
@@ -145,9 +145,10 @@ class PitchClassLayout:
         return split_tokens(tokens, self.channels)[0]
 
     def invariant_view(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Output tokens ``(..., D)`` -> ``[u, invariant_features(e)]`` ``(..., d + 7 c)``."""
+        """Output tokens ``(..., D)`` -> ``[u, invariant_features(e)]`` ``(..., d + 7 c)``; with
+        ``detach_summaries`` no gradient flows back into ``e`` through it."""
         e, u = split_tokens(tokens, self.channels)
-        return torch.cat([u, DenseBasis.invariant(e)], dim=-1)
+        return torch.cat([u, DenseBasis.invariant(_summarised(e, self.config.detach_summaries))], dim=-1)
 
 
 LAYOUT_TYPES = {"plain": PlainLayout, "pitch-class": PitchClassLayout}
@@ -156,6 +157,12 @@ LAYOUT_TYPES = {"plain": PlainLayout, "pitch-class": PitchClassLayout}
 def make_layout(config: ModelConfig) -> PlainLayout | PitchClassLayout:
     """The layout object of ``config.layout`` (one per model: it holds its final norm)."""
     return LAYOUT_TYPES[config.layout](config)
+
+
+def _summarised(e: torch.Tensor, detach: bool) -> torch.Tensor:
+    """``e`` as the source of roll-invariant summaries for the invariant stream: detached when
+    ``detach`` (``ModelConfig.detach_summaries``), so only the equivariant objective trains ``e``."""
+    return e.detach() if detach else e
 
 
 class PitchClassBlock(nn.Module):
@@ -168,10 +175,11 @@ class PitchClassBlock(nn.Module):
     (and the key logits read from it) is exactly equivariant to a roll of its input.
     """
 
-    def __init__(self, channels: int, invariant_width: int, heads: int, mlp_ratio: float, basis) -> None:
+    def __init__(self, channels: int, invariant_width: int, heads: int, mlp_ratio: float, basis, detach_summaries: bool = False) -> None:
         super().__init__()
         self.channels = channels
         self.basis = basis
+        self.detach_summaries = detach_summaries
         self.eq_norm1 = PitchClassLayerNorm(channels)
         self.eq_attn = PitchClassAttention(channels, heads, basis)
         self.eq_norm2 = PitchClassLayerNorm(channels)
@@ -184,7 +192,7 @@ class PitchClassBlock(nn.Module):
         normed = self.basis.norm(self.eq_norm1, e)
         e = e + self.eq_attn(normed)
         e = e + self.basis.mlp(self.eq_mlp, self.basis.norm(self.eq_norm2, e))
-        u = self.inv(u + self.inject(self.basis.invariant(normed)))
+        u = self.inv(u + self.inject(self.basis.invariant(_summarised(normed, self.detach_summaries))))
         return join_tokens(e, u)
 
 
@@ -206,11 +214,12 @@ class PitchClassEmbedding(nn.Module):
         if config.register == "linear":
             self.register_proj = nn.Linear(config.input_bins, config.invariant_width)
         self.frames_per_token = config.frames_per_token
+        self.detach_summaries = config.detach_summaries
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         pooled = pool_frames(frames, self.frames_per_token)
         folded = self.basis.from_pitch_class(self.fold(pooled))
-        u = self.inv_proj(self.basis.invariant(folded))
+        u = self.inv_proj(self.basis.invariant(_summarised(folded, self.detach_summaries)))
         if self.register_proj is not None:
             u = u + self.register_proj(pooled)
         return join_tokens(self.basis.linear(self.eq_proj, folded), u)

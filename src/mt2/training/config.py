@@ -21,6 +21,7 @@ import yaml
 
 from mt2.model import ModelConfig, make_config
 from mt2.data.views import ViewConfig
+from mt2.training.objective import CONTRASTIVE_PAIRS
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 #: Keys whose mappings are merged key by key when configurations are layered.
@@ -42,6 +43,7 @@ class PretrainConfig:
     grad_clip: float = 1.0
     temperature: float = 0.1
     balance_weight: float = 0.0
+    contrastive_pair: str = "AB"
     batch_size: int = 32
     max_steps: int = 10000
     seed: int = 0
@@ -57,6 +59,8 @@ class PretrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
+        if self.contrastive_pair not in CONTRASTIVE_PAIRS:
+            raise ValueError(f"contrastive_pair={self.contrastive_pair!r} is not one of {CONTRASTIVE_PAIRS}")
         for name in ("batch_size", "max_steps", "max_nonfinite", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")

@@ -45,16 +45,24 @@ def masked_losses(model: MT2Model, views: Views, generator: np.random.Generator)
     return Losses(total=total, cpsd=None, ntxent=None, masked_ce=ce, masked_mse=mse)
 
 
+#: NT-Xent's positive pair: ``AB`` (two segments at one CQT offset) or ``CB`` (segment A
+#: transposed by k semitones against segment B: the pair differs in register, so register alone
+#: cannot identify it).
+CONTRASTIVE_PAIRS = ("AB", "CB")
+
+
 def ssl_losses(
     model: MT2Model,
     views: Views,
     temperature: float = 0.1,
     balance_weight: float = 0.0,
     generator: np.random.Generator | None = None,
+    contrastive_pair: str = "AB",
 ) -> Losses:
-    """Run A, B (and C when there is an equivariant token) through ``model`` in one batch.
+    """Run A, B (and C when there is an equivariant token or the pair uses it) through ``model`` in one batch.
 
-    ``total = CPSD(A, B, C) + NT-Xent(A, B; temperature) - balance_weight * H(mean_A p)``,
+    ``total = CPSD(A, B, C) + NT-Xent(A, B; temperature) - balance_weight * H(mean_A p)``
+    (NT-Xent on ``C, B`` with ``contrastive_pair="CB"``, :data:`CONTRASTIVE_PAIRS`),
     where ``p`` is the softmax key profile of a view of A and ``H(q) = -sum_i q_i log q_i``
     (the term is left out when ``balance_weight`` is 0 or there is no equivariant token).
     The ``masked`` variant runs :func:`masked_losses` instead, with ``generator`` (required for it).
@@ -63,8 +71,10 @@ def ssl_losses(
         if generator is None:
             raise ValueError("the masked variant draws its masks from a generator: pass generator=mask_generator(seed, index, rank)")
         return masked_losses(model, views, generator)
+    if contrastive_pair not in CONTRASTIVE_PAIRS:
+        raise ValueError(f"contrastive_pair={contrastive_pair!r} is not one of {CONTRASTIVE_PAIRS}")
     has_eq = model.equivariant_head is not None
-    batch = [views.a, views.b] + ([views.c] if has_eq else [])
+    batch = [views.a, views.b] + ([views.c] if has_eq or contrastive_pair == "CB" else [])
     out = model(torch.cat(batch, dim=0))
     n = views.a.shape[0]
     cpsd = ntxent = entropy = None
@@ -75,7 +85,8 @@ def ssl_losses(
             mean = probs[:n].mean(dim=0)
             entropy = -(mean * mean.clamp_min(1e-8).log()).sum()
     if model.contrastive_head is not None:
-        ntxent = nt_xent_loss(out.projection[:n], out.projection[n : 2 * n], temperature)
+        first = out.projection[2 * n :] if contrastive_pair == "CB" else out.projection[:n]
+        ntxent = nt_xent_loss(first, out.projection[n : 2 * n], temperature)
     total = sum(x for x in (cpsd, ntxent) if x is not None)
     if entropy is not None:
         total = total - balance_weight * entropy

@@ -51,7 +51,7 @@ def step_losses(model: MT2Model, views: Views, config: PretrainConfig, generator
     """The objective of a step: :func:`~mt2.training.objective.ssl_losses` with the config's
     temperature and balance weight; ``generator`` draws the masks of the ``masked`` variant
     (:func:`~mt2.training.objective.mask_generator`)."""
-    return ssl_losses(model, views, config.temperature, config.balance_weight, generator)
+    return ssl_losses(model, views, config.temperature, config.balance_weight, generator, config.contrastive_pair)
 
 
 def train_step(
