@@ -58,7 +58,7 @@ from mt2.inference import READOUTS
 
 #: The systems of a default run, in table order. A new shipped variant is one more name here
 #: (the ``masked`` variant's claim in :data:`mt2.bench.claims.CLAIMS` waits for it).
-DEFAULT_MODELS = ("mt2", "equivariant", "contrastive", "random:mt2")
+DEFAULT_MODELS = ("mt2", "equivariant", "contrastive", "masked", "random:mt2")
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_READOUTS = (*READOUTS, ZERO_SHOT)
 RANDOM_PREFIX = "random:"
