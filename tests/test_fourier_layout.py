@@ -144,7 +144,7 @@ def test_end_to_end_agreement_for_random_weights(overrides):
         torch.testing.assert_close(getattr(out_b, name), getattr(out_a, name), **TOL, msg=name)
 
 
-@pytest.mark.parametrize("name", ["mt2", "equivariant", "contrastive"])
+@pytest.mark.parametrize("name", ["mt2", "equivariant", "contrastive", "masked"])
 def test_shipped_weights_load_unchanged_and_agree_in_both_bases(name):
     loaded = read_checkpoint(resolve(name))["model"].eval()
     assert loaded.config.pc_basis == "fourier"  # the default: config.json does not name a basis
