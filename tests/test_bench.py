@@ -15,7 +15,7 @@ from mt2.bench import TASKS
 from mt2.bench.baselines import ONSET_RATE, estimate_tempo, harmonic_pitch, template_chords, track_beats
 from mt2.bench.chords import labels_to_intervals, majmin_class
 from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, extract, load_external, pack, unpack
-from mt2.bench.probe import train_probe
+from mt2.bench.probe import select_probe, train_probe
 from mt2.bench.task import IGNORE
 from mt2.bench.tempo import OCTAVE_FACTORS
 
@@ -121,6 +121,17 @@ def test_probe_separates_linearly_separable_classes_and_is_at_chance_on_shuffled
     probe = train_probe(x, shuffled, "softmax", 4, lr=1e-2, weight_decay=0.0, steps=200)
     accuracy = np.mean(probe.probabilities(x_test).argmax(1) == rng.permutation(y_test))
     assert abs(accuracy - 0.25) < 0.12
+
+
+def test_probe_selection_ranks_a_nan_validation_score_last():
+    """A grid point whose validation score is NaN (e.g. no valid clip decodable) must not be
+    kept over later points with numbers; ties keep the first point."""
+    x, y = _clusters(np.random.default_rng(0), n_per_class=10)
+    scores = iter([float("nan"), 0.4, 0.7, 0.7])
+    grid = ((1e-3, 0.0), (1e-3, 1.0), (1e-2, 0.0), (1e-2, 1.0))
+    selection = select_probe(x, y, "softmax", 4, lambda probe: next(scores), grid=grid, steps=2)
+    assert (selection.lr, selection.weight_decay, selection.valid_score) == (1e-2, 0.0, 0.7)
+    assert np.isnan(selection.grid[0]["valid_score"]) and len(selection.grid) == 4
 
 
 def test_sigmoid_probe_learns_multilabel_targets_and_ignores_unlabelled_rows():

@@ -38,6 +38,7 @@ OVERLAYS: dict[str, dict] = {
     "pc-no-register": {"model": {"register": "none"}},
     "pc-no-register-detach": {"model": {"register": "none", "detach_summaries": True}},
     "pc-cb": {"contrastive_pair": "CB"},
+    "pc-cb-detach": {"contrastive_pair": "CB", "model": {"detach_summaries": True}},
     "pc-fpt1": {"model": {"frames_per_token": 1}},
     "pc-fpt2": {"model": {"frames_per_token": 2}},
     "pc-log": {"views": {"compression": "log"}},
