@@ -340,7 +340,7 @@ def render_corpus(
     unknown = sorted(set(splits or ()) - set(SPLITS))
     if unknown:
         raise ValueError(f"unknown split(s) {unknown}; choose from {SPLITS}")
-    fonts = {None: _load_font(soundfont)} | {name: _load_font(name) for name in SIZES[size].cross_fonts}
+    fonts = {None: load_font(soundfont)} | {name: load_font(name) for name in SIZES[size].cross_fonts}
     jobs = [job for job in plan(size, seed) if splits is None or job.split in splits]
     workers = max(1, workers or min(4, os.cpu_count() or 1))
     manifest = _render_jobs(jobs, out, fonts.pop(None), workers, progress, size, seed)
@@ -350,7 +350,14 @@ def render_corpus(
     return manifest
 
 
-def _load_font(soundfont: str | os.PathLike | None) -> tuple[Path, bytes]:
+def load_font(soundfont: str | os.PathLike | None) -> tuple[Path, bytes]:
+    """The file and bytes of a soundfont: a name of :data:`mt2.corpus.render.SOUNDFONTS`, a .sf2
+    path, or None (TimGM6mb).
+
+    Raises:
+        FileNotFoundError: the soundfont does not exist (or its package is not installed).
+        RenderError: it cannot be loaded.
+    """
     path = soundfont_path(soundfont)
     font = path.read_bytes()
     check_soundfont(font, str(path))

@@ -8,7 +8,10 @@ model is the preset :data:`mt2.model.PRESETS` ``["mt2-mini"]``), merged like
 :func:`mt2.training.config.load_config` merges a user file, so a row of the table is
 reproducible by name, and ``mt2 pretrain --config`` with the same overrides trains the same
 recipe. Training is the one step of :mod:`mt2.training.step`; the metrics are
-:func:`mt2.training.evaluation.evaluate` (its docstring defines each column).
+:func:`mt2.training.evaluation.evaluate` (its docstring defines each column). With
+``transpositions`` pieces, each run also gets the transposition consistency of its key estimate
+(:mod:`mt2.study.transposition`), under ``transpositions`` in its JSON line and as the
+``transp.`` columns of the table.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import numpy as np
 import torch
 
 from mt2.data.cqt_cache import CQTCache, build_cqt_cache
+from mt2.inference import Encoder
+from mt2.inference.calibration import Calibration
 from mt2.losses import TRIVIAL_FLOOR
 from mt2.model import MT2Model
 from mt2.tables import markdown_table
@@ -104,10 +109,13 @@ def load_corpus(corpus: Path, cache_dir: Path) -> tuple[list[dict], CQTCache]:
     return manifest, cache
 
 
-def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int = 0, log=print) -> list[dict]:
+def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int = 0, log=print, transpositions: int = 0) -> list[dict]:
     """Train and evaluate each named configuration (:func:`study_config`); append results to
-    ``out/runs.jsonl``, keep each model in ``out/models/NAME-sSEED-STEPS`` and rewrite ``out/table.md``."""
+    ``out/runs.jsonl``, keep each model in ``out/models/NAME-sSEED-STEPS`` and rewrite ``out/table.md``.
+    With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces (the
+    model's key estimate uses the calibration that :func:`~mt2.training.evaluation.evaluate` fitted)."""
     configs = {name: study_config(name, steps, seed) for name in names}  # unknown names fail before any work
+    _check_pieces(transpositions)
     out.mkdir(parents=True, exist_ok=True)
     manifest, cache = load_corpus(corpus, out / "cache")
     train_keys = [c["path"] for c in manifest if c["split"] == "train" and c["path"] in cache]
@@ -131,6 +139,11 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
             **evaluate(model, cache, manifest, config.view_config().compression, seed),
             "curve": curve[:: max(1, len(curve) // 100)],
         }
+        if transpositions:
+            fitted = result.get("calibration", {})
+            calibration = Calibration.from_dict(fitted) if "rotation" in fitted else None
+            encoder = Encoder(model, calibration=calibration, compression=config.view_config().compression)
+            result["transpositions"] = transposition_measure(encoder, transpositions, seed)
         results.append(result)
         save_run(model, config, out / "models" / f"{name}-s{seed}-{steps}")
         with open(out / "runs.jsonl", "a") as handle:
@@ -140,11 +153,11 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
     return results
 
 
-def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print) -> list[dict]:
+def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print, seed: int = 0, transpositions: int = 0) -> list[dict]:
     """Study metrics of exported models (``mt2 export`` folders) on the corpus test split, appended
-    to ``out/runs.jsonl`` like trained configurations (``steps`` from the folder's training record)."""
-    from mt2.inference import Encoder
-
+    to ``out/runs.jsonl`` like trained configurations (``steps`` from the folder's training record).
+    With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces."""
+    _check_pieces(transpositions)
     out.mkdir(parents=True, exist_ok=True)
     manifest, cache = load_corpus(corpus, out / "cache")
     results = []
@@ -157,14 +170,34 @@ def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print)
             "config": {"folder": str(folder), "model": model.config.to_dict()},
             "steps": training.get("global_step") or training.get("step"),
             "train_seconds": training.get("train_seconds"),
-            **evaluate(model, cache, manifest, encoder.compression),
+            **evaluate(model, cache, manifest, encoder.compression, seed),
         }
+        if transpositions:
+            result["transpositions"] = transposition_measure(encoder, transpositions, seed)
         results.append(result)
         with open(out / "runs.jsonl", "a") as handle:
             handle.write(json.dumps(result) + "\n")
         log(json.dumps({k: v for k, v in result.items() if k != "config"}))
         write_table(out)
     return results
+
+
+def _check_pieces(transpositions: int) -> None:
+    if transpositions < 0:
+        raise ValueError(f"transpositions={transpositions}: give a number of pieces to measure, or 0 for no measure")
+
+
+def transposition_measure(encoder: Encoder, pieces: int, seed: int) -> dict:
+    """:func:`~mt2.study.transposition.transposition_consistency` of ``encoder`` on ``pieces``
+    pieces in both fonts, or ``{"error": why}`` when it cannot estimate keys (no equivariant
+    token, no calibration)."""
+    from mt2.study.transposition import transposition_consistency  # deferred: the renderer is needed only here
+
+    try:
+        encoder.check_key_support()
+    except ValueError as error:
+        return {"error": str(error)}
+    return transposition_consistency(encoder, pieces, seed)
 
 
 def save_run(model: MT2Model, config: PretrainConfig, folder: Path) -> None:
@@ -183,7 +216,17 @@ COLUMNS = [
     ("within_fifth", "<= 1 fifth"), ("best_rotation", "best rot."), ("template", "template"), ("template_linear", "template lin."),
     ("instrument_knn", "instr. kNN tok1"), ("instrument_knn_input", "instr. kNN input"),
     ("token_cosine", "cos(tok0, tok1) notes"), ("token_cosine_music", "cos(tok0, tok1) music"), ("distinct_outputs", "distinct"), ("segment_agreement", "seg. agree"),
+    ("transpositions.timgm6mb.consistency", "transp. TimGM"), ("transpositions.merlin.consistency", "transp. Merlin"),
 ]
+
+
+def _field(row: dict, key: str):
+    """``row[key]``, or a nested value for a dotted key (``a.b`` is ``row[a][b]``); None if absent."""
+    for part in key.split("."):
+        if not isinstance(row, dict):
+            return None
+        row = row.get(part)
+    return row
 
 
 def _cell(value) -> str:
@@ -196,9 +239,10 @@ def _cell(value) -> str:
 
 
 def write_table(out: Path) -> str:
-    """Markdown table of every run in ``out/runs.jsonl`` (:data:`COLUMNS`), written to ``out/table.md``."""
+    """Markdown table of every run in ``out/runs.jsonl`` (:data:`COLUMNS`; a dotted key reads a
+    nested value), written to ``out/table.md``."""
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
-    lines = markdown_table([title for _, title in COLUMNS], [[_cell(row.get(key)) for key, _ in COLUMNS] for row in rows])
+    lines = markdown_table([title for _, title in COLUMNS], [[_cell(_field(row, key)) for key, _ in COLUMNS] for row in rows])
     text = "\n".join(lines) + "\n"
     (out / "table.md").write_text(text)
     return text
