@@ -210,16 +210,18 @@ def track_beats(envelope: np.ndarray, rate: float, bpm: float | None = None) -> 
     penalty = -TIGHTNESS * np.log(-offsets / period) ** 2
     cumulative = local.copy()
     backlink = np.full(len(env), -1)
-    for i in range(len(env)):
-        candidates = i + offsets
-        valid = candidates >= 0
-        if not valid.any():
-            continue
-        scores = penalty[valid] + cumulative[candidates[valid]]
-        best = int(np.argmax(scores))
-        if scores[best] > 0:
-            cumulative[i] = local[i] + scores[best]
-            backlink[i] = candidates[valid][best]
+    # Every predecessor lies at least ``-offsets[-1]`` frames back, so a block of that many
+    # frames depends only on frames before it: one vectorised step per block.
+    block = int(-offsets[-1])
+    for start in range(0, len(env), block):
+        frames = np.arange(start, min(start + block, len(env)))
+        candidates = frames[:, None] + offsets[None, :]
+        scores = np.where(candidates >= 0, penalty[None, :] + cumulative[np.maximum(candidates, 0)], -np.inf)
+        best = np.argmax(scores, axis=1)  # the first best predecessor, as in the frame-by-frame recursion
+        best_score = scores[np.arange(len(frames)), best]
+        improve = best_score > 0
+        cumulative[frames[improve]] = local[frames[improve]] + best_score[improve]
+        backlink[frames[improve]] = candidates[np.arange(len(frames)), best][improve]
     tail = max(1, int(round(period)))
     beat = len(env) - tail + int(np.argmax(cumulative[-tail:]))
     beats = []
