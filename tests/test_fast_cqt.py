@@ -56,3 +56,21 @@ def test_backend_is_an_option_and_fast_the_default():
         CQTFrontend(backend="librosa")
     with pytest.raises(ValueError, match="too few"):
         CQTFrontend(backend="fast").magnitude(torch.zeros(1, 100))
+
+
+def test_cached_filter_spectra_change_nothing_and_stay_bounded():
+    """The decimation filters' spectra are cached per FFT size: outputs are bit-identical to a
+    fresh transform, and the cache keeps at most CACHED_SPECTRA entries over many lengths."""
+    frontend = CQTFrontend(backend="fast")
+    fast = next(m for m in frontend.modules() if isinstance(m, FastCQT2010v2))
+    rng = np.random.default_rng(0)
+    for samples in range(16000, 16000 + 40 * 997, 997):  # many FFT sizes
+        x = torch.from_numpy(rng.standard_normal(samples).astype(np.float32))
+        first, cached = frontend.magnitude(x), frontend.magnitude(x)
+        assert torch.equal(first, cached)
+    assert len(fast._spectra) == FastCQT2010v2.CACHED_SPECTRA
+    fast._spectra.clear()
+    assert torch.equal(cached, frontend.magnitude(x))
+    taps = fast.lowpass.double()
+    x = torch.from_numpy(rng.standard_normal((2, 5000)))
+    assert torch.equal(fft_decimate(x, taps, 2, fast._spectrum_of("lowpass")), fft_decimate(x, taps, 2))

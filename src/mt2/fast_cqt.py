@@ -30,16 +30,23 @@ Devices without float64 (Apple MPS) need the nnAudio backend.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def fft_decimate(x: torch.Tensor, taps: torch.Tensor, factor: int) -> torch.Tensor:
+def fft_decimate(
+    x: torch.Tensor, taps: torch.Tensor, factor: int, taps_spectrum: Callable[[int], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``conv1d(x, taps, stride=factor, padding=(len(taps) - 1) // 2)`` for ``x`` of shape ``(B, N)``.
 
     A cross-correlation with zero padding computed with one real FFT of the padded signal,
     then read at every ``factor``-th sample: ``O(N log N)`` instead of ``O(N * taps)``.
+    ``taps_spectrum(n_fft)``, when given, returns ``conj(rfft(taps, n_fft))`` (a cached copy):
+    the taps never change, so only the signal needs a transform.
     """
     size = taps.shape[-1]
     pad = (size - 1) // 2
@@ -48,7 +55,8 @@ def fft_decimate(x: torch.Tensor, taps: torch.Tensor, factor: int) -> torch.Tens
         raise ValueError(f"{x.shape[-1]} samples are too few to decimate with {size} taps: pass a longer signal")
     outputs = (length - size) // factor + 1
     n_fft = _fast_fft_size(length)
-    spectrum = torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(taps, n=n_fft).conj()
+    filter_spectrum = taps_spectrum(n_fft) if taps_spectrum else torch.fft.rfft(taps, n=n_fft).conj()
+    spectrum = torch.fft.rfft(x, n=n_fft) * filter_spectrum
     # The padded signal is x shifted right by ``pad``, so its correlation at lag m is the
     # correlation of x at lag m - pad (circular, hence read modulo n_fft).
     correlation = torch.fft.irfft(spectrum, n=n_fft).roll(pad, dims=-1)
@@ -96,17 +104,35 @@ class FastCQT2010v2(nn.Module):
         early = reference.early_downsample_filter[0, 0].clone() if reference.earlydownsample else None
         self.register_buffer("early_lowpass", early)
         self.register_buffer("scale", torch.sqrt(reference.lenghts) * self.downsample_factor)
+        self._spectra: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    #: Filter spectra kept (least recently used dropped): one per decimation filter and FFT size.
+    CACHED_SPECTRA = 16
+
+    def _spectrum_of(self, name: str) -> Callable[[int], torch.Tensor]:
+        """``n_fft -> conj(rfft(taps, n_fft))`` of the float64 buffer ``name``, cached."""
+        def spectrum(n_fft: int) -> torch.Tensor:
+            taps = getattr(self, name)
+            key = (name, n_fft, taps.device)
+            if key not in self._spectra:
+                self._spectra[key] = torch.fft.rfft(taps.double(), n=n_fft).conj()
+                if len(self._spectra) > self.CACHED_SPECTRA:
+                    self._spectra.popitem(last=False)
+            self._spectra.move_to_end(key)
+            return self._spectra[key]
+
+        return spectrum
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """CQT magnitudes ``(B, n_bins, T)`` of audio ``(B, N)``."""
         x = audio.double()  # decimation in float64 (module docstring)
         if self.early_lowpass is not None:
-            x = fft_decimate(x, self.early_lowpass.double(), self.downsample_factor)
+            x = fft_decimate(x, self.early_lowpass.double(), self.downsample_factor, self._spectrum_of("early_lowpass"))
         hop = self.hop_length
         octaves = [self._octave(x, hop)]
         for _ in range(self.n_octaves - 1):
             hop //= 2
-            x = fft_decimate(x, self.lowpass.double(), 2)
+            x = fft_decimate(x, self.lowpass.double(), 2, self._spectrum_of("lowpass"))
             octaves.insert(0, self._octave(x, hop))
         complex_cqt = torch.cat(octaves, dim=1)[:, -self.n_bins :]  # (B, bins, T, 2): real, imag
         return complex_cqt.pow(2).sum(-1).sqrt() * self.scale[:, None]
