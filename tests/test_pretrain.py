@@ -60,6 +60,17 @@ def test_mt2_mini_preset_is_the_shipped_model():
 
 
 @pytest.mark.parametrize("preset", ["mt2-mini", "mt2-tiny"])
+def test_detached_summaries_belong_to_the_two_token_model(preset):
+    """The recipe detaches the equivariant stream's summaries from NT-Xent only where CPSD
+    trains that stream; a single-token variant trains everything it has (an override still wins)."""
+    assert make_config(preset, "mt2").detach_summaries
+    for variant in ("contrastive", "equivariant", "masked"):
+        assert not make_config(preset, variant).detach_summaries
+    assert make_config(preset, "contrastive", detach_summaries=True).detach_summaries
+    assert load_config(preset).contrastive_pair == "CB"
+
+
+@pytest.mark.parametrize("preset", ["mt2-mini", "mt2-tiny"])
 def test_packaged_configs_train_the_preset_shape(preset):
     assert packaged_config(preset)["model"] == {}, "a packaged yaml must not override its preset's model"
     config = load_config(preset)

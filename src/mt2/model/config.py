@@ -116,11 +116,20 @@ class ModelConfig:
 #: Named shapes, the one place of each recipe's model. ``mt2-tiny``: the paper's scale (ViT-Tiny
 #: backbone, about MERT-95M / 18 parameters) and token rate (1 frame per token), pitch-class
 #: layout. ``mt2-mini``: the shipped model (``mt2/weights/mt2``, docs/recipe.md): pitch-class
-#: layout, 4 frames per token; it trains on a laptop CPU and serves the tests.
+#: layout, 4 frames per token; it trains on a laptop CPU and serves the tests. Both detach the
+#: equivariant stream's summaries from NT-Xent in the two-token model (recipe round 2,
+#: docs/recipe.md; :data:`TWO_TOKEN_ONLY`).
 PRESETS: dict[str, dict] = {
-    "mt2-tiny": dict(layout="pitch-class", frames_per_token=1, depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48, invariant_width=96),
-    "mt2-mini": dict(layout="pitch-class", frames_per_token=4, depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=16, invariant_width=64),
+    "mt2-tiny": dict(layout="pitch-class", frames_per_token=1, depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48,
+                     invariant_width=96, detach_summaries=True),
+    "mt2-mini": dict(layout="pitch-class", frames_per_token=4, depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=16,
+                     invariant_width=64, detach_summaries=True),
 }
+
+#: Preset fields that apply to the two-token model only. ``detach_summaries`` keeps NT-Xent from
+#: training the equivariant stream that CPSD trains; a single-token variant has one objective,
+#: and with the contrastive one alone a detached equivariant stream would never train.
+TWO_TOKEN_ONLY = ("detach_summaries",)
 
 
 def make_config(preset: str = "mt2-mini", variant: str = "mt2", **overrides) -> ModelConfig:
@@ -129,5 +138,6 @@ def make_config(preset: str = "mt2-mini", variant: str = "mt2", **overrides) -> 
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    values = {**PRESETS[preset], "roles": VARIANTS[variant], **overrides}
+    shape = {k: v for k, v in PRESETS[preset].items() if variant == "mt2" or k not in TWO_TOKEN_ONLY}
+    values = {**shape, "roles": VARIANTS[variant], **overrides}
     return ModelConfig(**values)

@@ -34,16 +34,20 @@ from mt2.training.step import make_optimizer, train_step
 from mt2.data.views import sample_views
 
 #: The study's configurations: overrides of the shipped recipe (:func:`recipe`). ``pc`` is the
-#: recipe itself (pitch-class layout, 4 frames per token); the others change one thing.
+#: recipe itself (pitch-class layout, 4 frames per token, CB pairs, summaries detached); the
+#: others change one thing. Rows named before recipe round 2 (docs/recipe.md) were overlays of
+#: the round-1 recipe: their ``pc`` is ``pc-round1``, their ``pc-cb`` is ``pc-attached``, their
+#: ``pc-cb-detach`` is ``pc``, their ``pc-no-register-detach`` is ``pc-round1-no-register-detach``.
 OVERLAYS: dict[str, dict] = {
     "pc": {},
     "plain": {"model": {"layout": "plain"}},
     "plain-freq": {"model": {"layout": "plain", "embedding": "freq"}},
     "pc-params": {"model": {"pc_channels": 32}},
     "pc-no-register": {"model": {"register": "none"}},
-    "pc-no-register-detach": {"model": {"register": "none", "detach_summaries": True}},
-    "pc-cb": {"contrastive_pair": "CB"},
-    "pc-cb-detach": {"contrastive_pair": "CB", "model": {"detach_summaries": True}},
+    "pc-ab": {"contrastive_pair": "AB"},
+    "pc-attached": {"model": {"detach_summaries": False}},
+    "pc-round1": {"contrastive_pair": "AB", "model": {"detach_summaries": False}},
+    "pc-round1-no-register-detach": {"contrastive_pair": "AB", "model": {"register": "none"}},
     "pc-fpt1": {"model": {"frames_per_token": 1}},
     "pc-fpt2": {"model": {"frames_per_token": 2}},
     "pc-log": {"views": {"compression": "log"}},
