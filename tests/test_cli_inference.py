@@ -129,7 +129,7 @@ def test_shipped_model_finds_key_signatures_of_unheard_pieces_in_all_24_keys(tmp
     """The acceptance set of the inference issue: one generated piece per key, rendered with
     a seed the training corpus did not use, through ``mt2 key --labels``. The floors are far
     above chance (1/12) and a little below what the shipped model measures on this set
-    (22/24 signatures, all 24 within one fifth; docs/MODEL_CARD.md)."""
+    (23/24 signatures, all 24 within one fifth; docs/MODEL_CARD.md)."""
     from mt2.corpus import render_corpus
 
     render_corpus(tmp_path, size="keys", seed=2026, workers=1)

@@ -522,8 +522,9 @@ class Encoder(nn.Module):
         :attr:`silence_db` (default :data:`SILENCE_DB`, -60 dB) or the spectral peakiness of the
         model input (:func:`peakiness`, window average) is below :attr:`min_peakiness`
         (default :data:`MIN_PEAKINESS`, 0.085). Both read the input, not the model: the
-        model's confidence does not separate noise from music. Measured with the shipped
-        ``mt2`` on 8-s noise clips (white, pink, brown at -90 to -10 dB, 32 clips) and rendered
+        model's confidence does not separate noise from music. Measured (the confidence row
+        with the round-1 ``mt2`` weights; the two statistics that decide read only the input)
+        on 8-s noise clips (white, pink, brown at -90 to -10 dB, 32 clips) and rendered
         music (three 24-key sets, seeds 2026-2028, and the small corpus, seed 3: 236 clips):
 
         ==========  ==============================  ===================================
