@@ -114,14 +114,16 @@ def select_probe(
 ) -> Selection:
     """Train one probe per ``(lr, weight_decay)`` of ``grid``; keep the best by ``validate``
     (a NaN validation score ranks below every number; the first point wins ties)."""
-    best, best_rank, table = None, -np.inf, []
+    def rank(score: float) -> float:
+        return -np.inf if np.isnan(score) else score
+
+    best, table = None, []
     for lr, weight_decay in grid:
         probe = train_probe(x, y, output, n_outputs, lr, weight_decay, seed, steps)
         score = float(validate(probe))
         table.append({"lr": lr, "weight_decay": weight_decay, "valid_score": score})
-        rank = -np.inf if np.isnan(score) else score
-        if best is None or rank > best_rank:
-            best, best_rank = Selection(probe, lr, weight_decay, score, table), rank
+        if best is None or rank(score) > rank(best.valid_score):
+            best = Selection(probe, lr, weight_decay, score, table)
     return best
 
 
