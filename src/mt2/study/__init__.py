@@ -148,12 +148,8 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
             calibration = Calibration.from_dict(fitted) if "rotation" in fitted else None
             encoder = Encoder(model, calibration=calibration, compression=config.view_config().compression)
             result["transpositions"] = transposition_measure(encoder, transpositions, seed)
-        results.append(result)
         save_run(model, config, out / "models" / f"{name}-s{seed}-{steps}")
-        with open(out / "runs.jsonl", "a") as handle:
-            handle.write(json.dumps(result) + "\n")
-        log(json.dumps({k: v for k, v in result.items() if k not in ("curve", "config")}))
-        write_table(out)
+        results.append(_record(result, out, log))
     return results
 
 
@@ -178,12 +174,17 @@ def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print,
         }
         if transpositions:
             result["transpositions"] = transposition_measure(encoder, transpositions, seed)
-        results.append(result)
-        with open(out / "runs.jsonl", "a") as handle:
-            handle.write(json.dumps(result) + "\n")
-        log(json.dumps({k: v for k, v in result.items() if k != "config"}))
-        write_table(out)
+        results.append(_record(result, out, log))
     return results
+
+
+def _record(result: dict, out: Path, log) -> dict:
+    """Append a run to ``out/runs.jsonl``, log it (without its curve and config) and rewrite the table."""
+    with open(out / "runs.jsonl", "a") as handle:
+        handle.write(json.dumps(result) + "\n")
+    log(json.dumps({k: v for k, v in result.items() if k not in ("curve", "config")}))
+    write_table(out)
+    return result
 
 
 def _check_pieces(transpositions: int) -> None:
