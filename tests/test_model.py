@@ -19,7 +19,7 @@ def test_shapes_of_every_output(layout, variant):
     model = build_model("mt2-mini", variant, layout=layout, frames_per_token=1).eval()
     k = len(VARIANTS[variant])
     out = model(cqt())
-    assert out.tokens.shape == (2, k + 126, model.config.token_dim)
+    assert out.tokens.shape == (2, k + 126, model.layout.token_dim)
     assert (out.key_logits is None) == ("equivariant" not in VARIANTS[variant])
     assert (out.projection is None) == ("contrastive" not in VARIANTS[variant])
     if out.key_logits is not None:
@@ -136,5 +136,27 @@ def test_contrastive_projection_is_roll_invariant_without_register(pc_basis):
     torch.testing.assert_close(model(torch.roll(x, 5, dims=1)).projection, model(x).projection, atol=1e-4, rtol=1e-4)
 
 
-def test_presets_exist():
-    assert {"mt2-tiny", "mt2-mini"} <= set(PRESETS)
+def test_presets_have_the_papers_size_and_the_shipped_shape():
+    # mt2-tiny: the paper's scale, about MERT-95M / 18 = 5.3 M parameters (DESIGN.md section 2)
+    assert 5.0e6 <= count_parameters(build_model("mt2-tiny", "mt2")) <= 6.0e6
+    # mt2-mini: exactly the shape of every shipped model folder, variant by variant
+    import mt2
+
+    for name in mt2.inference.shipped_models():
+        encoder = mt2.load(name)
+        variant = next(v for v, roles in VARIANTS.items() if roles == encoder.config.roles)
+        assert encoder.config == make_config("mt2-mini", variant), name
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sizes_and_heads_come_from_the_layout(layout):
+    model = build_model("mt2-mini", "mt2", layout=layout)
+    assert model(cqt(frames=124)).tokens.shape[-1] == model.layout.token_dim
+    assert set(model.heads) == {"equivariant", "contrastive"}
+    masked = build_model("mt2-mini", "masked", layout=layout)
+    assert masked.masked_prediction.mask_embedding.shape == (masked.layout.per_channel_dim,)
+    assert masked.heads == {}
+    with pytest.raises(ValueError, match="has no head"):
+        masked.forward_head(masked.forward_features(cqt(frames=124)), "masked")
+    with pytest.raises(ValueError, match="no 'contrastive' class token"):
+        build_model("mt2-mini", "equivariant", layout=layout).forward_head(torch.zeros(1, 2, model.layout.token_dim), "contrastive")

@@ -96,11 +96,6 @@ class ModelConfig:
     def num_class_tokens(self) -> int:
         return len(self.roles)
 
-    @property
-    def token_dim(self) -> int:
-        """Length of one token vector (class or frame)."""
-        return self.width if self.layout == "plain" else 12 * self.pc_channels + self.invariant_width
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

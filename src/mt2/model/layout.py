@@ -56,12 +56,21 @@ def join_tokens(e: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 class PlainLayout:
     """The paper's ViT-1D: a token is a ``width``-vector; every map is dense."""
 
+    #: No 12 pitch-class axis in a token: nothing to roll (:meth:`roll`), no mode probe.
+    has_pitch_classes = False
+
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
+        self.token_dim = self.token_dim_of(config)
         self.per_channel_dim = config.width
         self.invariant_dim = config.width
         self.key_head_features = (config.width, PITCH_CLASSES)
         self._norm: nn.Module | None = None
+
+    @staticmethod
+    def token_dim_of(config: ModelConfig) -> int:
+        """Length of one token vector (class or frame): ``width``."""
+        return config.width
 
     def embedding(self) -> nn.Module:
         return PlainEmbedding(self.config)
@@ -99,14 +108,23 @@ class PitchClassLayout:
     """Tokens ``[e (12 x c) | u (d)]`` (:class:`PitchClassBlock`), ``e`` held in the
     coordinates of ``config.pc_basis`` between embedding and output."""
 
+    #: Tokens hold a 12 pitch-class axis that a transposition rolls (:meth:`roll`).
+    has_pitch_classes = True
+
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
+        self.token_dim = self.token_dim_of(config)
         self.basis = BASES[config.pc_basis]
         self.channels = config.pc_channels
         self.per_channel_dim = config.pc_channels + config.invariant_width
         self.invariant_dim = config.invariant_width + invariant_dim(config.pc_channels)
         self.key_head_features = (config.pc_channels, 1)
         self._norms: dict[str, nn.Module] = {}
+
+    @staticmethod
+    def token_dim_of(config: ModelConfig) -> int:
+        """Length of one token vector (class or frame): ``12 pc_channels + invariant_width``."""
+        return 12 * config.pc_channels + config.invariant_width
 
     def embedding(self) -> nn.Module:
         return PitchClassEmbedding(self.config, self.basis)

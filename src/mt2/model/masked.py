@@ -89,18 +89,18 @@ def nearest_centroid(features: torch.Tensor, centroids: torch.Tensor) -> torch.T
 class MaskedPrediction(nn.Module):
     """Mask embedding, k-means codebook (a buffer) and the two prediction heads of the ``masked`` variant.
 
-    ``mask_embedding``: per-channel ``(pc_channels + invariant_width)`` in the pitch-class layout,
-    ``(width)`` in the plain one; the model expands it to a full token.
+    ``mask_embedding``: one per-channel vector of the layout (``layout.per_channel_dim``:
+    ``pc_channels + invariant_width`` in the pitch-class layout, ``width`` in the plain one);
+    the model expands it to a full token (``layout.expand``).
     """
 
-    def __init__(self, config) -> None:
+    def __init__(self, layout, config) -> None:
         super().__init__()
-        per_channel = config.width if config.layout == "plain" else config.pc_channels + config.invariant_width
         self.frames_per_token = config.frames_per_token
-        self.mask_embedding = nn.Parameter(torch.randn(per_channel) * 0.02)
+        self.mask_embedding = nn.Parameter(torch.randn(layout.per_channel_dim) * 0.02)
         self.register_buffer("codebook", torch.zeros(config.codebook_size, config.input_bins))
-        self.classify = nn.Linear(config.token_dim, config.codebook_size)
-        self.reconstruct = nn.Linear(config.token_dim, config.frames_per_token * config.input_bins)
+        self.classify = nn.Linear(layout.token_dim, config.codebook_size)
+        self.reconstruct = nn.Linear(layout.token_dim, config.frames_per_token * config.input_bins)
 
     @torch.no_grad()
     def set_codebook(self, centroids: torch.Tensor) -> None:

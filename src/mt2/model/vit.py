@@ -3,7 +3,7 @@
 Input: a CQT window ``(B, bins, T)`` (84 bins by default, see :mod:`mt2.frontend`). Frames
 become tokens (``frames_per_token`` frames each), K learnable class tokens are prepended at
 positions ``0..K-1``, and pre-norm transformer blocks follow. Every token is a vector of
-``config.token_dim`` values. Class token ``i`` serves ``config.roles[i]``: ``equivariant``
+``layout.token_dim`` values. Class token ``i`` serves ``config.roles[i]``: ``equivariant``
 (12 key-signature logits through :attr:`MT2Model.equivariant_head`) or ``contrastive``
 (a projection for NT-Xent through :attr:`MT2Model.contrastive_head`).
 """
@@ -72,6 +72,11 @@ class ModelOutput:
     projection: torch.Tensor | None
 
 
+#: The head of each class-token role: the :class:`MT2Model` attribute holding it (None: no head;
+#: the ``masked`` variant's class token is a register that no loss reads).
+ROLE_HEADS: dict[str, str | None] = {"equivariant": "equivariant_head", "contrastive": "contrastive_head", "masked": None}
+
+
 class MT2Model(nn.Module):
     """ViT-1D with ``K = len(config.roles)`` class tokens; see the module docstring.
 
@@ -96,7 +101,7 @@ class MT2Model(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(c.max_tokens // c.frames_per_token, self.layout.per_channel_dim) * 0.02)
         self.equivariant_head = EquivariantHead(self.layout) if "equivariant" in c.roles else None
         self.contrastive_head = ContrastiveHead(self.layout, c) if "contrastive" in c.roles else None
-        self.masked_prediction = MaskedPrediction(c) if "masked" in c.roles else None
+        self.masked_prediction = MaskedPrediction(self.layout, c) if "masked" in c.roles else None
 
     # -- token bookkeeping -------------------------------------------------------------
     @property
@@ -172,11 +177,24 @@ class MT2Model(nn.Module):
                 outputs[i] = self.layout.output(self.layout.final_norm(x) if norm else x)
         return [outputs[i] for i in wanted]
 
+    @property
+    def heads(self) -> dict[str, nn.Module]:
+        """Role -> the head of the class token serving it (:data:`ROLE_HEADS`), for this model's roles."""
+        return {role: getattr(self, ROLE_HEADS[role]) for role in self.config.roles if ROLE_HEADS.get(role)}
+
     def forward_head(self, tokens: torch.Tensor, role: str) -> torch.Tensor:
         """Output tokens ``(B, K + T', D)`` -> the head of the class token serving ``role``:
-        key logits ``(B, 12)`` (``equivariant``) or the projection ``(B, P)`` (``contrastive``)."""
-        head = self.equivariant_head if role == "equivariant" else self.contrastive_head
-        return head(tokens[:, self.role_index(role)])
+        key logits ``(B, 12)`` (``equivariant``) or the projection ``(B, P)`` (``contrastive``).
+
+        Raises:
+            ValueError: the model has no class token for ``role``, or that token has no head
+                (the ``masked`` variant's class token is a register no loss reads).
+        """
+        index = self.role_index(role)
+        heads = self.heads
+        if role not in heads:
+            raise ValueError(f"the {role!r} class token has no head (heads of this model: {sorted(heads)})")
+        return heads[role](tokens[:, index])
 
     def forward(self, cqt: torch.Tensor) -> ModelOutput:
         tokens = self.forward_features(cqt)
