@@ -29,7 +29,7 @@ def test_bin_of_signature_inverts_signature_of_bin(direction):
 def test_canonical_token_does_not_change_under_a_roll():
     encoder = make_encoder()
     c = encoder.config.pc_channels
-    token = np.random.default_rng(0).standard_normal(encoder.config.token_dim).astype(np.float32)
+    token = np.random.default_rng(0).standard_normal(encoder.embedding_size).astype(np.float32)
     reference = encoder.canonical_token(token, 5)
     for k in range(1, 12):
         rolled = np.concatenate([np.roll(token[: 12 * c].reshape(12, c), k, axis=0).ravel(), token[12 * c :]])
@@ -40,7 +40,7 @@ def test_canonical_token_does_not_change_under_a_roll():
 def test_plain_layout_takes_no_mode_probe():
     model = build_model("mt2-mini", "mt2", layout="plain")
     with pytest.raises(ValueError, match="pitch-class layout"):
-        Encoder(model, mode_probe=torch.nn.Linear(model.config.token_dim, 2))
+        Encoder(model, mode_probe=torch.nn.Linear(model.layout.token_dim, 2))
 
 
 def test_probe_layer_decides_like_the_logistic_regression():

@@ -16,7 +16,7 @@ def make_encoder(variant: str = "mt2", mode_probe: bool = False, seed: int = 0) 
     """``mt2-mini`` with 4 frames per token, calibrated with rotation 0 and direction +1."""
     torch.manual_seed(seed)
     model = build_model("mt2-mini", variant, frames_per_token=4)
-    probe = nn.Linear(model.config.token_dim, 2) if mode_probe else None
+    probe = nn.Linear(model.layout.token_dim, 2) if mode_probe else None
     calibration = Calibration(rotation=0, direction=1) if "equivariant" in model.config.roles else None
     return Encoder(model, calibration=calibration, mode_probe=probe, training={"note": "random weights, for tests"})
 

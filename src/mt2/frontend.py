@@ -22,15 +22,18 @@ WINDOW_BINS = 84
 MAX_OFFSET = N_BINS - WINDOW_BINS  # 15
 DEFAULT_OFFSET = 7  # inference window: bins 7..90 = MIDI 28..111
 COMPRESSIONS = ("linear", "sqrt", "log")
+#: The magnitude compression of the model input unless told otherwise: the recipe study's
+#: measured choice (log blurs pitch classes at 12 bins per octave; docs/recipe.md).
+DEFAULT_COMPRESSION = "sqrt"
 #: How the CQT is computed: nnAudio's ``CQT2010v2`` itself, or the same transform through
 #: :class:`mt2.fast_cqt.FastCQT2010v2` (same filters, FFT decimation in float64; it differs from
 #: nnAudio by nnAudio's own float32 rounding error).
 BACKENDS = ("nnaudio", "fast")
 #: The backend a :class:`CQTFrontend` gets unless told otherwise: ``fast``, several times faster
-#: on CPU, and the shipped ``mt2`` names the same key with either backend on every clip measured
-#: (three 24-key sets, seeds 2026-2028, 72 clips: signatures 22, 23, 21 of 24 with both; the
-#: small corpus, seed 3: 164 clips, 93 of 111 keyed signatures with both; 33 noise clips).
-#: ``nnaudio`` stays selectable, and is needed on devices without float64 (Apple MPS).
+#: on CPU (``docs/perf/perf.md``) and equal to nnAudio's magnitudes up to nnAudio's float32
+#: rounding, so that the shipped model names the same key with either backend
+#: (``tests/test_fast_cqt.py``). ``nnaudio`` stays selectable, and is needed on devices without
+#: float64 (Apple MPS).
 DEFAULT_BACKEND = "fast"
 
 
@@ -60,7 +63,7 @@ class CQTFrontend(nn.Module):
         fmin: float = FMIN,
         bins_per_octave: int = BINS_PER_OCTAVE,
         n_bins: int = N_BINS,
-        compression: str = "sqrt",
+        compression: str = DEFAULT_COMPRESSION,
         offset: int = DEFAULT_OFFSET,
         backend: str = DEFAULT_BACKEND,
     ) -> None:
@@ -121,7 +124,7 @@ class CQTFrontend(nn.Module):
         return 1 + num_samples // self.hop_length
 
 
-def compress(magnitude: torch.Tensor, compression: str = "sqrt") -> torch.Tensor:
+def compress(magnitude: torch.Tensor, compression: str = DEFAULT_COMPRESSION) -> torch.Tensor:
     """Compress magnitudes ``(B, F, T)`` (``m``, ``sqrt(m)`` or ``log1p(100 m)``) and divide each
     example by its mean compressed value over bins and frames, so the input gain does not
     matter; silence stays exactly zero."""
@@ -158,7 +161,7 @@ def crop(cqt: torch.Tensor, offset: int | torch.Tensor, width: int = WINDOW_BINS
     return torch.gather(cqt, 1, index)
 
 
-def model_window(magnitude: torch.Tensor, offset: int | torch.Tensor, compression: str = "sqrt") -> torch.Tensor:
+def model_window(magnitude: torch.Tensor, offset: int | torch.Tensor, compression: str = DEFAULT_COMPRESSION) -> torch.Tensor:
     """What the model sees: the 84-bin window of raw magnitudes ``(B, 99, T)`` at ``offset``
     (one, or one per example), compressed and normalised per window (:func:`compress`).
 

@@ -9,7 +9,9 @@ emb.readout("contrastive").clip               # every readout from the same pass
 encoder.key(audio, sr).key                    # "A minor"; None (label "X") for silence and noise
 ```
 
-:mod:`mt2.inference.encoder` documents windows, readouts and how keys are decided;
+:mod:`mt2.inference.encoder` documents the one path from audio to outputs (the Encoder);
+:mod:`mt2.inference.embedding` what it returns; :mod:`mt2.inference.windows` how audio becomes
+windows; :mod:`mt2.inference.key_decision` how keys (and no key) are decided;
 :mod:`mt2.inference.checkpoint` the folder format (safetensors + JSON, never pickle).
 """
 from mt2.inference.checkpoint import SHIPPED_MODELS, CheckpointError, shipped_models
@@ -21,6 +23,7 @@ from mt2.inference.encoder import (
     Embedding,
     Encoder,
     KeyEstimate,
+    KeyStatistics,
     Readout,
     load,
     peakiness,
@@ -28,6 +31,6 @@ from mt2.inference.encoder import (
 )
 
 __all__ = [
-    "MIN_PEAKINESS", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "Readout",
+    "MIN_PEAKINESS", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "Readout",
     "load", "peakiness", "shipped_models", "to_model_rate",
 ]

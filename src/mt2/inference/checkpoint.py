@@ -17,6 +17,7 @@ Shipped models live in ``mt2/weights/<name>/`` inside the package and are read t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from importlib import resources
@@ -28,13 +29,12 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import nn
 
+from mt2.frontend import COMPRESSIONS, MAX_OFFSET
 from mt2.inference.calibration import Calibration
 from mt2.model import ModelConfig, MT2Model
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
-
-    from mt2.inference.encoder import Encoder
 
 FORMAT = 1
 CONFIG_FILE = "config.json"
@@ -56,24 +56,30 @@ class CheckpointError(ValueError):
     """A model folder that cannot be loaded; the message names it and says what to do."""
 
 
-def write_checkpoint(encoder: "Encoder", folder: str | os.PathLike) -> Path:
-    """Write ``encoder`` to ``folder`` (created if needed) as ``model.safetensors`` + ``config.json``."""
+def write_checkpoint(
+    folder: str | os.PathLike, model: MT2Model, calibration: Calibration | None = None, mode_probe: nn.Linear | None = None,
+    frontend: dict | None = None, training: dict | None = None,
+) -> Path:
+    """Write a model folder (created if needed): ``model.safetensors`` + ``config.json``.
+
+    ``frontend`` is ``{"compression", "offset"}`` of the model input; ``training`` a free record.
+    """
     from mt2 import __version__  # deferred: mt2/__init__ imports this package
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {MODEL_PREFIX + name: value for name, value in encoder.model.state_dict().items()}
-    if encoder.mode_probe is not None:
-        tensors |= {PROBE_PREFIX + name: value for name, value in encoder.mode_probe.state_dict().items()}
+    tensors = {MODEL_PREFIX + name: value for name, value in model.state_dict().items()}
+    if mode_probe is not None:
+        tensors |= {PROBE_PREFIX + name: value for name, value in mode_probe.state_dict().items()}
     save_file({name: value.detach().cpu().contiguous() for name, value in tensors.items()}, folder / WEIGHTS_FILE, metadata={"format": "pt"})
     config = {
         "format": FORMAT,
-        "model": encoder.model.config.to_dict(),
-        "frontend": {"compression": encoder.compression, "offset": encoder.offset},
-        "calibration": None if encoder.calibration is None else encoder.calibration.to_dict(),
-        "mode_probe": None if encoder.mode_probe is None else MODE_PROBE_INFO,
+        "model": model.config.to_dict(),
+        "frontend": dict(frontend),
+        "calibration": None if calibration is None else calibration.to_dict(),
+        "mode_probe": None if mode_probe is None else MODE_PROBE_INFO,
         "mt2_version": __version__,
-        "training": encoder.training_info,
+        "training": dict(training or {}),
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return folder
@@ -83,8 +89,11 @@ def read_checkpoint(folder: str | os.PathLike | Traversable) -> dict:
     """Read a folder written by :func:`write_checkpoint`: keyword arguments of ``Encoder``.
 
     Raises:
-        CheckpointError: no ``config.json`` (with the export command when the folder holds
-            pickled checkpoints), an unknown format, or tensors that do not fit the config.
+        CheckpointError: naming the file and the fault: no ``config.json`` (with the export
+            command when the folder holds pickled checkpoints), a ``config.json`` that is not
+            JSON, has another format, lacks a key or holds a value of the wrong type; a
+            ``model.safetensors`` that is truncated, damaged or not safetensors at all (a
+            pickle saved under that name is never unpickled); tensors that do not fit the config.
     """
     if isinstance(folder, (str, os.PathLike)):
         folder = Path(folder)
@@ -94,23 +103,20 @@ def read_checkpoint(folder: str | os.PathLike | Traversable) -> dict:
         raise CheckpointError(f"{folder}: not an mt2 model folder (no {CONFIG_FILE}); write one with Encoder.save_pretrained")
     if not weights_file.is_file():
         raise CheckpointError(f"{folder}: {WEIGHTS_FILE} is missing beside {CONFIG_FILE}")
+    config = _read_config(config_file)
     try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_file}: format {config.get('format')!r} is not {FORMAT}; upgrade mt2 or re-export the model")
-
-    model = MT2Model(ModelConfig.from_dict(config["model"]))
-    tensors = load_tensors(weights_file.read_bytes())
+        model = MT2Model(ModelConfig.from_dict(config["model"]))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_file}: 'model' does not describe a model ({error}); re-export the model") from None
+    tensors = _read_tensors(weights_file)
     unknown = sorted(n for n in tensors if not n.startswith((MODEL_PREFIX, PROBE_PREFIX)))
     if unknown:
-        raise CheckpointError(f"{weights_file}: unexpected tensors {unknown[:5]}")
-    _load_state(model, tensors, MODEL_PREFIX, weights_file)
+        raise CheckpointError(f"{weights_file}: unexpected tensors {unknown[:5]}; it does not belong to an mt2 model folder")
+    _load_state(model, tensors, MODEL_PREFIX, weights_file, config_file)
     mode_probe = None
     if config.get("mode_probe"):
-        mode_probe = nn.Linear(model.config.token_dim, len(MODE_PROBE_INFO["classes"]))
-        _load_state(mode_probe, tensors, PROBE_PREFIX, weights_file)
+        mode_probe = nn.Linear(model.layout.token_dim, len(MODE_PROBE_INFO["classes"]))
+        _load_state(mode_probe, tensors, PROBE_PREFIX, weights_file, config_file)
     calibration = config.get("calibration")
     frontend = config["frontend"]
     return {
@@ -118,17 +124,107 @@ def read_checkpoint(folder: str | os.PathLike | Traversable) -> dict:
         "calibration": None if calibration is None else Calibration.from_dict(calibration),
         "mode_probe": mode_probe,
         "compression": frontend["compression"],
-        "offset": int(frontend["offset"]),
+        "offset": frontend["offset"],
         "training": config.get("training") or {},
     }
 
 
-def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: Traversable) -> None:
+def _read_config(config_file: Path | Traversable) -> dict:
+    """``config.json`` parsed and checked: every key present with a value of the right type."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_file}: not valid JSON ({error}); re-export the model or restore the file") from None
+
+    def fault(message: str) -> CheckpointError:
+        return CheckpointError(f"{config_file}: {message}; re-export the model or restore the file")
+
+    if not isinstance(config, dict):
+        raise fault(f"holds a {type(config).__name__}, not a JSON object")
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{config_file}: format {config.get('format')!r} is not {FORMAT}; upgrade mt2 or re-export the model")
+    for key, kind in (("model", dict), ("frontend", dict), ("calibration", (dict, type(None))), ("training", (dict, type(None)))):
+        if key not in config and key != "training":
+            raise fault(f"the key {key!r} is missing")
+        if not isinstance(config.get(key), kind):
+            raise fault(f"{key!r} is {config.get(key)!r}, not a JSON object")
+    frontend = config["frontend"]
+    checks = {"compression": lambda v: v in COMPRESSIONS, "offset": lambda v: _is_int(v) and 0 <= v <= MAX_OFFSET}
+    for key, ok in checks.items():
+        if key not in frontend:
+            raise fault(f"the key 'frontend.{key}' is missing")
+        if not ok(frontend[key]):
+            raise fault(f"'frontend.{key}' is {frontend[key]!r}, not a valid value")
+    _check_fields(config["model"], ModelConfig, "model", fault)
+    if config["calibration"] is not None:
+        _check_fields(config["calibration"], Calibration, "calibration", fault, required=("rotation", "direction"))
+        calibration = config["calibration"]
+        rotation, direction = calibration["rotation"], calibration["direction"]
+        if not (_is_int(rotation) and 0 <= rotation < 12 and _is_int(direction) and direction in (1, -1)):
+            raise fault(f"'calibration' needs a rotation in 0..11 and a direction of 1 or -1, got {calibration!r}")
+    return config
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(data: dict, cls, name: str, fault, required: tuple[str, ...] | None = None) -> None:
+    """Every field of dataclass ``cls`` in ``data`` (or only ``required``), each of its default's type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise fault(f"unknown keys {[f'{name}.{k}' for k in unknown]} (known: {sorted(fields)})")
+    for key, spec in fields.items():
+        if key not in data:
+            if required is None or key in required:
+                raise fault(f"the key '{name}.{key}' is missing")
+            continue
+        default = spec.default if spec.default is not dataclasses.MISSING else None
+        value, expected = data[key], type(default)
+        if default is None:
+            ok = True
+        elif expected is bool:
+            ok = isinstance(value, bool)
+        elif expected is int:
+            ok = _is_int(value)
+        elif expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif expected is tuple:
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, expected)
+        if not ok:
+            raise fault(f"'{name}.{key}' is {value!r} ({type(value).__name__}), expected {expected.__name__}")
+
+
+def _read_tensors(weights_file: Path | Traversable) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors``; never unpickles."""
+    data = weights_file.read_bytes()
+    if data[:2] == b"PK" or data[:1] == b"\x80":
+        raise CheckpointError(
+            f"{weights_file}: a pickled file (torch.save) saved under the safetensors name, refused since unpickling "
+            f"can run arbitrary code; export the checkpoint with `mt2 export CKPT OUT` or save with Encoder.save_pretrained"
+        )
+    try:
+        return load_tensors(data)
+    except Exception as error:  # safetensors raises its own SafetensorError (and others) on damaged files
+        raise CheckpointError(
+            f"{weights_file}: not a readable safetensors file ({type(error).__name__}: {error}; {len(data)} bytes): "
+            "truncated or damaged; copy or re-export the model"
+        ) from None
+
+
+def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: Traversable, config_file: Traversable) -> None:
     state = {name[len(prefix):]: value for name, value in tensors.items() if name.startswith(prefix)}
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise CheckpointError(f"{source}: the tensors under {prefix!r} do not fit the config ({error})") from None
+        detail = " ".join(str(error).split())
+        raise CheckpointError(
+            f"{source}: the tensors under {prefix!r} do not fit the model that {config_file} describes ({detail}); "
+            "the two files come from different models: re-export the model"
+        ) from None
 
 
 def refuse_pickle(path: Path | Traversable) -> None:

@@ -24,8 +24,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mt2.audio import stream_audio
-from mt2.frontend import SAMPLE_RATE
 from mt2.keys import MODES, parse_key, signature_of, template_mode
 
 #: Inverse L2 strengths tried (scikit-learn's ``C``).
@@ -53,7 +51,7 @@ def _examples(encoder, items: list[tuple[str | os.PathLike, str]], desc: str, pr
     for path, key in tqdm(items, desc=desc, unit="clip", disable=not progress):
         tonic, mode = parse_key(key)
         signature = signature_of(tonic, mode)
-        stats = encoder._key_statistics(stream_audio(path, SAMPLE_RATE), batch_size=16)
+        stats = encoder.key_statistics_file(path)
         features.append(encoder.canonical_token(stats.token, int(encoder.calibration.bin_of_signature(signature))))
         minor.append(mode == "minor")
         template.append(template_mode(stats.chroma, signature) == mode)
