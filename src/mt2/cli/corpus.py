@@ -82,8 +82,55 @@ def _render(args: argparse.Namespace) -> int:
     return 0 if summary["clips"] else 1
 
 
+def _add_real(actions) -> None:
+    parser = actions.add_parser(
+        "real",
+        help="the real-music corpus: game soundtracks that Debian ships (installed with apt), or your own folder",
+        description=(
+            "Install the freely licensed game soundtracks Debian ships (ufoai-music, nexuiz-music, singularity-music, "
+            "hyperrogue-music, drascula-music, planetblupi-music-ogg (+ -midi), asc-music, xblast-tnt-musics, "
+            "fb-music-high; apt-get as root), take their music tracks (sound effects and duplicates left out; pk3 zips "
+            "read as zips; raw and tracker files decoded to FLAC), and write OUT/audio/, OUT/manifest.jsonl (one row per "
+            "track: soundtrack, duration, sample rate, license from the package's copyright file, a seeded train/valid/"
+            "test split by track) and OUT/real.json. wesnoth-*-music and warzone2100-music are reserved for outside "
+            "evaluation and refused. For pretraining (mt2 pretrain --real-data OUT) and mt2 bench --real OUT."
+        ),
+    )
+    parser.add_argument("out", type=Path, help="output folder (created; files of the same names are overwritten)")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not run apt-get: use the packages already installed (missing ones are skipped)")
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="your own recordings instead of the packages (recursive; each sub-folder is a soundtrack)")
+    parser.add_argument("--packages", nargs="+", default=None, metavar="PACKAGE",
+                        help="only these packages (or soundtrack names) of the fixed list (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split by track (default: 0)")
+    parser.set_defaults(func=_real)
+
+
+def _real(args: argparse.Namespace) -> int:
+    from mt2.corpus.real import SUMMARY, build_real_corpus, hours_table
+
+    start = time.perf_counter()
+    try:
+        corpus = build_real_corpus(args.out, install=not args.no_install, folder=args.folder, seed=args.seed,
+                                   packages=args.packages)
+    except ValueError as error:
+        print(f"mt2 corpus real: error: {error}", file=sys.stderr)
+        return 2
+    summary = json.loads((args.out / SUMMARY).read_text())
+    print(hours_table(summary))
+    if corpus.duplicates:
+        print(f"{corpus.duplicates} duplicate files (same bytes) kept once")
+    for package, reason in corpus.skipped_packages.items():
+        print(f"package skipped: {package}: {reason}")
+    for origin, reason in corpus.skipped_files.items():
+        print(f"file skipped: {origin}: {reason}")
+    print(f"{summary['tracks']} tracks, {summary['hours']:.2f} h in {time.perf_counter() - start:.0f} s -> {args.out / 'manifest.jsonl'}")
+    return 0 if corpus.rows else 1
+
+
 #: The ``mt2 corpus`` actions, in the order ``mt2 corpus --help`` lists them.
-ACTIONS = [_add_render, add_shard]
+ACTIONS = [_add_render, add_shard, _add_real]
 
 
 def register(subparsers) -> None:

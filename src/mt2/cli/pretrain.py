@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 #: Flags that set a hyper-parameter; they cannot change a run that is resumed.
-HYPER_FLAGS = ("preset", "variant", "config", "batch_size", "lr", "seed", "probe_every")
+HYPER_FLAGS = ("preset", "variant", "config", "batch_size", "lr", "seed", "probe_every", "real_data", "real_share")
 
 
 def _devices(value: str) -> int | str:
@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate of AdamW")
     parser.add_argument("--seed", type=int, help="seed of initialisation and of every batch")
     parser.add_argument("--probe-every", type=int, help="online probes every N steps (0: never; needs a labelled corpus)")
+    parser.add_argument("--real-data", help="real recordings written by `mt2 corpus real` (a folder or its manifest.jsonl) "
+                        "mixed into every batch as random 15-s crops of long tracks (config key real_data)")
+    parser.add_argument("--real-share", type=float, help="share of each batch cut from --real-data, in (0, 1]; 1 trains on "
+                        "real recordings alone while the online probes keep reading --data (config key real_share; default 0.5)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, ... or auto (default)")
     parser.add_argument("--devices", type=_devices, default="auto", help="devices per node: a count, a comma list of ids, or auto")
     parser.add_argument("--num-nodes", type=int, default=1, help="number of nodes (multi-node DDP: start the same command on every node, with torchrun or SLURM)")
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(
             args.preset, args.config, variant=args.variant, max_steps=args.max_steps, batch_size=args.batch_size,
             lr=args.lr, seed=args.seed, probe_every=args.probe_every,
+            real_data=str(Path(args.real_data).resolve()) if args.real_data else None, real_share=args.real_share,
         )
     last = pretrain(
         config, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir, max_time=args.max_time,

@@ -5,6 +5,13 @@ every clip side by side; ``<name>.json`` maps each clip's key (its manifest path
 ``[start_frame, num_frames]`` and records the frontend settings and the source hash. Both
 files are written to a temporary name and renamed, so a killed build leaves no half cache.
 Training crops windows from the cache with :func:`mt2.frontend.model_window`.
+
+Long recordings (the real-music corpus, :mod:`mt2.corpus.real`) get a cache of their own
+(:func:`build_track_cache`, :class:`TrackCQTCache`): one float16 ``.npy`` file per track,
+computed in chunks of :data:`CHUNK_FRAMES` frames with :data:`MARGIN_FRAMES` frames of audio
+context on each side (equal to the whole-track transform: tested), written to a temporary
+name and renamed, so an interrupted build keeps the tracks it finished. Reads are
+memory-mapped: :meth:`TrackCQTCache.crop` reads only the frames of a crop, never a whole track.
 """
 from __future__ import annotations
 
@@ -115,3 +122,110 @@ def build_cqt_cache(paths: list[str | os.PathLike], root: str | os.PathLike, cac
     tmp_index.write_text(json.dumps(index))
     os.replace(tmp_index, index_path)
     return CQTCache(array_path, index)
+
+
+# -- long tracks --------------------------------------------------------------------------------
+#: Frames of audio transformed at once when caching a long track (60 s), and the audio context
+#: added on each side (3 s; the CQT's longest kernel spans about 0.6 s).
+CHUNK_FRAMES = 1875
+MARGIN_FRAMES = 96
+TRACK_CACHE_VERSION = 1
+
+
+def chunked_magnitude(frontend: CQTFrontend, audio: np.ndarray, chunk_frames: int = CHUNK_FRAMES,
+                      margin_frames: int = MARGIN_FRAMES) -> np.ndarray:
+    """Raw CQT magnitudes ``(99, 1 + N // hop)`` of a long 16 kHz signal, float16, computed
+    ``chunk_frames`` at a time with ``margin_frames`` of context: the same frames as one
+    transform of the whole signal, in bounded memory."""
+    hop = frontend.hop_length
+    total = 1 + len(audio) // hop
+    out = np.empty((frontend.n_bins, total), np.float16)
+    for start in range(0, total, chunk_frames):
+        end = min(total, start + chunk_frames)
+        first, last = max(0, start - margin_frames) * hop, min(len(audio), (end + margin_frames) * hop)
+        with torch.inference_mode():
+            magnitude = frontend.magnitude(torch.from_numpy(np.ascontiguousarray(audio[first:last])))[0].numpy()
+        skip = start - first // hop
+        out[:, start:end] = magnitude[:, skip : skip + end - start]
+    return out
+
+
+class TrackCQTCache:
+    """Per-track cached magnitudes, memory-mapped: ``cache.frames(key)``, ``cache.crop(key, start, n)``
+    (float32 ``(99, n)``), ``cache[key]`` (the whole track, float32)."""
+
+    def __init__(self, folder: Path, index: dict) -> None:
+        self.folder = Path(folder)
+        self.index = index["tracks"]
+        self.skipped = index.get("skipped", {})
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def keys(self) -> list[str]:
+        return list(self.index)
+
+    def frames(self, key: str) -> int:
+        return int(self.index[key][1])
+
+    def _array(self, key: str) -> np.ndarray:
+        if key not in self._arrays:
+            self._arrays[key] = np.load(self.folder / self.index[key][0], mmap_mode="r")
+        return self._arrays[key]
+
+    def crop(self, key: str, start: int, frames: int) -> np.ndarray:
+        """Frames ``[start, start + frames)`` of a track (fewer at its end), read from disk."""
+        return np.asarray(self._array(key)[:, start : start + frames], dtype=np.float32)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.crop(key, 0, self.frames(key))
+
+
+def build_track_cache(paths: list[str | os.PathLike], root: str | os.PathLike, cache_dir: str | os.PathLike,
+                      progress: bool = True) -> TrackCQTCache:
+    """Compute (or reuse) the per-track cache of long recordings ``paths`` relative to ``root``.
+
+    Tracks are decoded one at a time (the whole track at 16 kHz: about 4 MB a minute) and
+    transformed by :func:`chunked_magnitude`. A file that cannot be decoded is skipped, logged
+    and listed under ``skipped``; it never stops the build.
+    """
+    root = Path(root)
+    rel_paths = [str(p) for p in paths]
+    folder = Path(cache_dir) / f"tracks-{_fingerprint([root / p for p in rel_paths])}"
+    index_path = folder / "index.json"
+    if index_path.exists():
+        return TrackCQTCache(folder, json.loads(index_path.read_text()))
+    folder.mkdir(parents=True, exist_ok=True)
+    frontend = CQTFrontend()
+    tracks, skipped = {}, {}
+    for rel in tqdm(rel_paths, desc="CQT cache (tracks)", disable=not progress, unit="track"):
+        name = f"{hashlib.sha256(rel.encode()).hexdigest()[:20]}.npy"
+        target = folder / name
+        if target.exists():  # finished by an interrupted build
+            tracks[rel] = [name, int(np.load(target, mmap_mode="r").shape[1])]
+            continue
+        try:
+            audio = load_audio(root / rel, SAMPLE_RATE)
+        except AudioError as error:
+            log.warning("skipping %s", error)
+            skipped[rel] = str(error)
+            continue
+        if audio.size < HOP_LENGTH:
+            skipped[rel] = f"{root / rel}: shorter than one CQT hop ({audio.size} samples)"
+            continue
+        magnitude = chunked_magnitude(frontend, audio)
+        del audio
+        tmp = target.with_suffix(".tmp.npy")
+        np.save(tmp, magnitude)
+        os.replace(tmp, target)
+        tracks[rel] = [name, int(magnitude.shape[1])]
+    index = {"version": TRACK_CACHE_VERSION, "sample_rate": SAMPLE_RATE, "hop_length": HOP_LENGTH, "bins": N_BINS,
+             "tracks": tracks, "skipped": skipped}
+    tmp_index = index_path.with_suffix(".tmp")
+    tmp_index.write_text(json.dumps(index))
+    os.replace(tmp_index, index_path)
+    return TrackCQTCache(folder, index)

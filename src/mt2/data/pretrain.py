@@ -26,6 +26,18 @@ its ``q``-th batch is raw samples ``[qB, (q + 1)B)`` of its stream, so a resumed
 whole shards by their counts. Unreadable samples in a batch are replaced by readable ones of
 the same batch (silence if none is readable), which keeps every rank at ``B`` tracks, as the
 cross-rank NT-Xent needs. Exact resume assumes the same number of devices and workers.
+
+**Real recordings** (a manifest written by ``mt2 corpus real``, :mod:`mt2.corpus.real`) are
+long tracks, read as random crops: :class:`RealSource` caches each track's CQT once
+(:func:`mt2.data.cqt_cache.build_track_cache`, one memory-mapped file per track) and each
+batch item reads :data:`CROP_FRAMES` frames (15 s) at a random start of a track drawn with
+probability proportional to its length, capped at :data:`TRACK_WEIGHT_CAP` frames (game tracks
+loop; a 28-minute loop counts as 5 minutes); views A and B are cut within the crop. The crop is
+read from disk: no track is held in memory. Given alone (``--data``), every batch is real;
+given as ``real_data`` beside a folder or manifest (:class:`MixedSource`), ``round(B x
+real_share)`` items of every batch are real crops and the rest rendered tracks, drawn from the
+same batch generator (deterministic, resumable); the online probes keep reading the labelled
+corpus.
 """
 from __future__ import annotations
 
@@ -43,7 +55,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mt2.audio import AudioError
-from mt2.data.cqt_cache import CQTCache, build_cqt_cache
+from mt2.data.cqt_cache import CQTCache, TrackCQTCache, build_cqt_cache, build_track_cache
 from mt2.data.shards import INDEX_NAME, Shard, decode_sample, find_shards, read_shard
 from mt2.data.tracks import MANIFEST_NAME, TrackList, list_tracks
 from mt2.data.views import ViewConfig, Views, sample_views
@@ -277,9 +289,129 @@ class ShardSource:
         return f"shards: {len(self.shards)} files, {sum(s.samples for s in self.shards)} samples (decoded on the fly)"
 
 
-def open_source(data: str | os.PathLike, cache_dir: str | os.PathLike) -> CachedSource | ShardSource:
+# -- real recordings: random crops of long tracks ------------------------------------------------
+#: Frames of one crop of a long track (15 s); views A and B are cut within it.
+CROP_FRAMES = 469
+#: A track's draw weight is its length capped at this many frames (5 minutes).
+TRACK_WEIGHT_CAP = 9375
+
+
+def draw_crops(cache: TrackCQTCache, keys: list[str], count: int, rng: np.random.Generator,
+               crop_frames: int = CROP_FRAMES) -> list[np.ndarray]:
+    """``count`` crops ``(99, <= crop_frames)``: tracks drawn with probability proportional to
+    their capped length, start uniform in the track; only the crop is read from disk."""
+    weights = np.array([min(cache.frames(k), TRACK_WEIGHT_CAP) for k in keys], np.float64)
+    chosen = rng.choice(len(keys), size=count, p=weights / weights.sum())
+    crops = []
+    for i in chosen:
+        frames = cache.frames(keys[i])
+        start = int(rng.integers(0, max(1, frames - crop_frames + 1)))
+        crops.append(cache.crop(keys[i], start, crop_frames))
+    return crops
+
+
+class CropBatches(_BatchStream):
+    """Batches of ``real_count`` crops of long tracks and ``batch_size - real_count`` whole
+    tracks of a CQT cache (``base``), all drawn from batch ``i``'s generator."""
+
+    def __init__(self, tracks: TrackCQTCache, track_keys: list[str], real_count: int,
+                 base: CQTCache | None = None, base_keys: list[str] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tracks, self.track_keys, self.real_count = tracks, track_keys, real_count
+        self.base, self.base_keys = base, base_keys or []
+
+    def _batches(self, first: int, worker: int, workers: int) -> Iterator[TrainBatch]:
+        rendered = self.batch_size - self.real_count
+        for index in itertools.count(first, workers):
+            rng = batch_generator(self.seed, index, self.rank)
+            clips = []
+            if rendered:
+                n = len(self.base_keys)
+                clips = [self.base[self.base_keys[i]] for i in rng.choice(n, size=rendered, replace=n < rendered)]
+            clips += draw_crops(self.tracks, self.track_keys, self.real_count, rng)
+            yield TrainBatch(index, sample_views(clips, self.views, rng))
+
+
+class RealSource(CachedSource):
+    """Long real recordings (``mt2 corpus real``), read as random crops through a per-track CQT cache."""
+
+    def __init__(self, tracks: TrackList, cache_dir: str | os.PathLike) -> None:
+        super().__init__(tracks, cache_dir)
+        self.kind = "real"
+        self._tracks: TrackCQTCache | None = None
+
+    def prepare(self, progress: bool = True) -> TrackCQTCache:  # type: ignore[override]
+        if self._tracks is None:
+            paths = [r["path"] for r in self.tracks.rows]
+            self._tracks = build_track_cache(paths, self.tracks.root, self.cache_dir, progress=progress)
+            if self._tracks.skipped:
+                log.warning("%d unreadable track(s) skipped (reasons in the cache index under %s)", len(self._tracks.skipped), self.cache_dir)
+        return self._tracks
+
+    def magnitudes(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(path, (99, T))`` of every readable track, one track at a time."""
+        cache = self.prepare()
+        return ((key, cache[key]) for key in cache.keys())
+
+    def hours(self) -> float:
+        cache = self.prepare()
+        return sum(cache.frames(k) for k in self.train_keys()) * HOP_LENGTH / 16000 / 3600
+
+    def batches(self, **kwargs) -> CropBatches:
+        return CropBatches(self.prepare(), self.train_keys(), kwargs["batch_size"], **kwargs)
+
+    def describe(self) -> str:
+        return (f"real recordings {self.tracks.root}: {len(self.train_keys())} training tracks ({self.hours():.2f} h, "
+                f"random {CROP_FRAMES}-frame crops), {len(self.skipped)} unreadable skipped")
+
+
+class MixedSource(CachedSource):
+    """A folder or manifest (``base``, which the online probes read) and real recordings:
+    ``round(B x share)`` items of every batch are crops of real tracks."""
+
+    def __init__(self, base: CachedSource, real: RealSource, share: float) -> None:
+        super().__init__(base.tracks, base.cache_dir)
+        self.base, self.real, self.share = base, real, share
+        self.kind = f"{base.kind}+real"
+
+    def prepare(self, progress: bool = True) -> CQTCache:
+        self.real.prepare(progress)
+        return self.base.prepare(progress)
+
+    def real_count(self, batch_size: int) -> int:
+        return min(batch_size, max(1, int(round(batch_size * self.share))))
+
+    def magnitudes(self) -> Iterator[tuple[str, np.ndarray]]:
+        return itertools.chain(self.base.magnitudes(), self.real.magnitudes())
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.base.fingerprint()}|{self.real.fingerprint()}|{self.share}".encode()).hexdigest()
+
+    def batches(self, **kwargs) -> CropBatches:
+        real = self.real_count(kwargs["batch_size"])
+        base_keys = self.base.train_keys() if real < kwargs["batch_size"] else []
+        return CropBatches(self.real.prepare(), self.real.train_keys(), real, self.base.prepare(), base_keys, **kwargs)
+
+    def describe(self) -> str:
+        return f"{self.base.describe()}; mixed with {self.real.describe()}, share {self.share:g} of every batch"
+
+
+def _is_real(tracks: TrackList) -> bool:
+    from mt2.corpus.real import is_real_manifest
+
+    return tracks.kind == "manifest" and is_real_manifest(tracks.rows)
+
+
+def open_source(data: str | os.PathLike, cache_dir: str | os.PathLike, real: str | os.PathLike | None = None,
+                real_share: float = 0.5) -> CachedSource | ShardSource:
     """The source at ``data``: shards (a ``.tar``, or a folder with ``shards.json`` or ``*.tar``
-    and no manifest), else a manifest or audio folder cached under ``cache_dir``."""
+    and no manifest), else a manifest or audio folder cached under ``cache_dir``; a real-music
+    manifest (``mt2 corpus real``) is a :class:`RealSource`. With ``real`` (a real-music corpus
+    or manifest), a :class:`MixedSource` whose batches are ``real_share`` real crops.
+
+    Raises:
+        ValueError: ``real`` beside shards, or ``real`` that is not a real-music manifest.
+    """
     data = Path(data).resolve()
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder")
@@ -287,5 +419,16 @@ def open_source(data: str | os.PathLike, cache_dir: str | os.PathLike) -> Cached
         data.is_dir() and not (data / MANIFEST_NAME).exists() and ((data / INDEX_NAME).exists() or any(data.glob("*.tar")))
     )
     if is_shards:
+        if real is not None:
+            raise ValueError(f"real recordings ({real}) mix with a folder or manifest as --data, not with shards ({data})")
         return ShardSource(find_shards(data))
-    return CachedSource(list_tracks(data), cache_dir)
+    tracks = list_tracks(data)
+    source = RealSource(tracks, cache_dir) if _is_real(tracks) else CachedSource(tracks, cache_dir)
+    if real is None:
+        return source
+    if not 0 < real_share <= 1:
+        raise ValueError(f"real_share={real_share} must lie in (0, 1]")
+    real_tracks = list_tracks(Path(real).resolve())
+    if not _is_real(real_tracks):
+        raise ValueError(f"{real}: not a real-music manifest (write one with `mt2 corpus real OUT`)")
+    return MixedSource(source, RealSource(real_tracks, cache_dir), real_share)

@@ -54,6 +54,8 @@ class PretrainConfig:
     probe_calibration: bool = False
     checkpoint_every: int = 100
     log_every: int = 10
+    real_data: str | None = None
+    real_share: float = 0.5
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -61,6 +63,8 @@ class PretrainConfig:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
         if self.contrastive_pair not in CONTRASTIVE_PAIRS:
             raise ValueError(f"contrastive_pair={self.contrastive_pair!r} is not one of {CONTRASTIVE_PAIRS}")
+        if not 0 < self.real_share <= 1:
+            raise ValueError(f"real_share={self.real_share} must lie in (0, 1] (the share of each batch cut from real_data)")
         for name in ("batch_size", "max_steps", "max_nonfinite", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")

@@ -136,7 +136,7 @@ class MT2DataModule(L.LightningDataModule):
 
     def __init__(self, data: str | os.PathLike, cache_dir: str | os.PathLike, config: PretrainConfig) -> None:
         super().__init__()
-        self.source = open_source(data, cache_dir)
+        self.source = open_source(data, cache_dir, config.real_data, config.real_share)
         self.config = config
 
     def prepare_data(self) -> None:

@@ -1,0 +1,203 @@
+"""The real-music corpus (``mt2 corpus real``) and pretraining on it: small fixtures made here
+(tones written as Ogg, FLAC and MP3-free files), never the soundtracks themselves."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from mt2.cli import main
+from mt2.corpus import real
+from mt2.data.views import ViewConfig
+
+SR = 22050
+
+
+def tone(seconds: float, freq: float, sr: int = SR, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    x = (0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 1.5 * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def write_folder(root: Path) -> Path:
+    """Two 'soundtracks' of tones (ogg and flac), a duplicate, a broken file and a too-short file."""
+    for album, base in (("strings", 220.0), ("synth", 330.0)):
+        (root / album).mkdir(parents=True)
+        for i in range(4):
+            fmt = "OGG" if i % 2 else "FLAC"
+            sf.write(root / album / f"track{i}.{fmt.lower()}", tone(8 + 2 * i, base * (1 + i / 8), channels=2), SR, format=fmt)
+    (root / "synth" / "copy.flac").write_bytes((root / "synth" / "track0.flac").read_bytes())
+    (root / "synth" / "broken.ogg").write_bytes(b"OggS" + bytes(200))
+    sf.write(root / "synth" / "short.flac", tone(1.0, 440.0), SR)
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    folder = write_folder(root / "mine")
+    corpus = real.build_real_corpus(root / "corpus", folder=folder, seed=3, log=lambda _: None)
+    return root / "corpus", corpus
+
+
+def test_folder_corpus_manifest_splits_and_skips(real_corpus):
+    out, corpus = real_corpus
+    rows = [json.loads(line) for line in (out / real.MANIFEST).read_text().splitlines()]
+    assert len(rows) == 8 and corpus.duplicates == 1
+    assert list(rows[0]) == list(real.FIELDS)
+    assert {r["soundtrack"] for r in rows} == {"strings", "synth"}
+    assert set(corpus.skipped_files) == {str(out.parent / "mine/synth/broken.ogg"), str(out.parent / "mine/synth/short.flac")}
+    assert "does not decode" in corpus.skipped_files[str(out.parent / "mine/synth/broken.ogg")]
+    for row in rows:
+        assert (out / row["path"]).is_file() and row["sample_rate"] == SR and row["channels"] == 2
+        assert row["duration"] == pytest.approx(sf.info(out / row["path"]).duration, abs=1e-3)
+    # splits by track, per soundtrack: each soundtrack of 4 tracks has 1 test, 1 valid, 2 train
+    for album in ("strings", "synth"):
+        assert sorted(r["split"] for r in rows if r["soundtrack"] == album) == ["test", "train", "train", "valid"]
+    summary = json.loads((out / real.SUMMARY).read_text())
+    assert summary["tracks"] == 8 and summary["soundtracks"]["strings"]["tracks"] == 4
+    assert not list(out.glob(".*tmp*"))
+    # the project's track lists and manifest reader take it as it is
+    from mt2.data.tracks import list_tracks
+
+    tracks = list_tracks(out)
+    assert tracks.kind == "manifest" and len(tracks.training_rows()) == 4
+    assert real.is_real_manifest(tracks.rows)
+
+
+def test_splits_are_seeded_and_deterministic():
+    rows = [{"path": f"a/{i}", "soundtrack": "a"} for i in range(20)] + [{"path": "b/0", "soundtrack": "b"}]
+    again = [dict(r) for r in reversed(rows)]
+    real.assign_splits(rows, 1)
+    real.assign_splits(again, 1)
+    assert {r["path"]: r["split"] for r in rows} == {r["path"]: r["split"] for r in again}
+    counts = {s: sum(r["split"] == s for r in rows if r["soundtrack"] == "a") for s in real.SPLITS}
+    assert counts == {"train": 14, "valid": 3, "test": 3}
+    assert rows[-1]["split"] == "train"  # one track: training only
+    other = [dict(r) for r in rows]
+    real.assign_splits(other, 2)
+    assert [r["split"] for r in other] != [r["split"] for r in rows]
+
+
+def test_reserved_packages_are_refused_by_name(tmp_path):
+    for name in ("wesnoth-1.16-music", "wesnoth-music", "warzone2100-music", "fluid-soundfont-gm", "musescore-general-soundfont"):
+        assert real.is_reserved(name)
+        with pytest.raises(ValueError, match="reserved"):
+            real.build_real_corpus(tmp_path, packages=["asc-music", name], install=False, log=lambda _: None)
+    assert not any(real.is_reserved(s.package) for s in real.PACKAGES)
+    assert main(["corpus", "real", str(tmp_path / "x"), "--no-install", "--packages", "warzone2100-music"]) == 2
+
+
+def test_pk3_members_sound_effects_and_licenses(tmp_path):
+    pk3 = tmp_path / "base" / "0music.pk3"
+    pk3.parent.mkdir()
+    with zipfile.ZipFile(pk3, "w") as archive:
+        archive.writestr("music/", b"")
+        archive.writestr("music/a.ogg", b"x")
+        archive.writestr("sound/step.ogg", b"y")
+    spec = real.Soundtrack("game", "game-music", ("*.pk3",), members=("music/*.ogg",))
+    found = real.package_candidates(spec, [pk3, tmp_path / "readme.txt"])
+    assert [c.origin for c in found] == [f"{pk3}:music/a.ogg"] and found[0].read() == b"x"
+    hyper = real.PACKAGES[3]
+    files = [Path("/usr/share/hyperrogue/music/a.ogg"), Path("/usr/share/hyperrogue/sounds/b.ogg")]
+    assert [c.name for c in real.package_candidates(hyper, files)] == ["a"]
+
+    dep5 = tmp_path / "copyright"
+    dep5.write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                    "Files: *\nCopyright: x\nLicense: GPL-2+\n\n"
+                    "Files:\n base/music/a.ogg\n base/music/b*.ogg\nCopyright: y\nLicense: CC-BY-3.0\n")
+    assert real.license_of(dep5, f"{tmp_path}/base/music/a.ogg") == "CC-BY-3.0"
+    assert real.license_of(dep5, f"{tmp_path}/base/music/bz.ogg") == "CC-BY-3.0"
+    assert real.license_of(dep5, f"{tmp_path}/base/music/c.ogg") == "GPL-2+"
+    gpl = tmp_path / "gpl"
+    gpl.write_text("under the terms of the GNU General Public License as published by the FSF; either version 2\n"
+                   "of the License, or (at your option) any later version.")
+    assert real.license_of(gpl, "x") == "GPL-2+"
+    assert real.license_of(tmp_path / "missing", "x").startswith("unknown")
+
+
+def test_raw_songs_decode_as_unsigned_8_bit_stereo():
+    data = bytes([128, 128, 255, 0, 0, 255])
+    audio = real.decode_raw(data)
+    assert audio.shape == (3, 2) and audio[0].tolist() == [0.0, 0.0]
+    assert audio[1, 0] > 0.99 and audio[1, 1] == -1.0
+
+
+def test_no_apt_says_so_and_how_to_pass_a_folder(tmp_path, monkeypatch):
+    messages = []
+    monkeypatch.setattr(real, "apt_status", lambda: (False, "this is not a Debian system (no apt-get)"))
+    monkeypatch.setattr(real, "installed_files", lambda package: [])
+    corpus = real.build_real_corpus(tmp_path / "out", install=True, packages=["asc-music"], log=messages.append)
+    assert any("--folder" in m and "not a Debian system" in m for m in messages)
+    assert corpus.rows == [] and corpus.skipped_packages == {"asc-music": "not installed"}
+
+
+# -- pretraining on long tracks ------------------------------------------------------------------
+def test_chunked_cqt_equals_the_whole_track_transform():
+    from mt2.data.cqt_cache import chunked_magnitude
+    from mt2.frontend import CQTFrontend
+
+    frontend = CQTFrontend()
+    rng = np.random.default_rng(0)
+    audio = (tone(13.3, 110.0, 16000) + 0.05 * rng.standard_normal(int(13.3 * 16000))).astype(np.float32)
+    with torch.inference_mode():
+        whole = frontend.magnitude(torch.from_numpy(audio))[0].numpy().astype(np.float16)
+    chunked = chunked_magnitude(frontend, audio, chunk_frames=100)
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked.astype(np.float32), whole.astype(np.float32), rtol=2e-3, atol=1e-4)
+
+
+def test_real_source_reads_crops_and_mixes_at_the_configured_share(real_corpus, synthetic_corpus, tmp_path):
+    from mt2.data.pretrain import CROP_FRAMES, MixedSource, RealSource, open_source
+
+    out, _ = real_corpus
+    source = open_source(out, tmp_path / "cache")
+    assert isinstance(source, RealSource) and source.kind == "real"
+    cache = source.prepare(progress=False)
+    key = source.train_keys()[0]
+    whole = cache[key]
+    np.testing.assert_array_equal(cache.crop(key, 50, 40), whole[:, 50:90])
+    assert isinstance(cache._array(key), np.memmap)  # crops are read from disk, not held
+    make = lambda src, start=0: src.batches(batch_size=4, views=ViewConfig(), seed=0, rank=0, world=1, start=start)  # noqa: E731
+    stream = iter(make(source))
+    first = [next(stream) for _ in range(3)]
+    assert first[0].views.a.shape == (4, 84, ViewConfig().segment_frames)
+    torch.testing.assert_close(next(iter(make(source, 2))).views.a, first[2].views.a, rtol=0, atol=0)
+    assert CROP_FRAMES * 512 / 16000 == pytest.approx(15.0, abs=0.05)
+
+    root, _, _ = synthetic_corpus
+    mixed = open_source(root, root / "cache", real=out, real_share=0.25)
+    assert isinstance(mixed, MixedSource) and mixed.real_count(8) == 2 and mixed.real_count(2) == 1
+    batch = next(iter(make(mixed)))
+    assert batch.views.a.shape[0] == 4
+    assert "mixed with real recordings" in mixed.describe()
+    with pytest.raises(ValueError, match="not a real-music manifest"):
+        open_source(root, root / "cache", real=root)
+
+
+def test_real_share_is_a_config_field_and_a_flag():
+    from mt2.training.config import load_config
+
+    config = load_config("mt2-mini", real_data="/data/real", real_share=0.3)
+    assert config.real_data == "/data/real" and config.real_share == 0.3
+    assert load_config("mt2-mini").real_data is None
+    with pytest.raises(ValueError, match="real_share"):
+        load_config("mt2-mini", real_share=0.0)
+
+
+@pytest.mark.slow
+def test_apt_path_installs_the_smallest_package(tmp_path):
+    """Runs apt-get where it can (root on Debian): the 2.4 MB fb-music-high, rendered with openmpt123."""
+    ok, why = real.apt_status()
+    if not ok:
+        pytest.skip(why)
+    corpus = real.build_real_corpus(tmp_path, packages=["fb-music-high"], log=lambda _: None)
+    if "fb-music-high" in corpus.skipped_packages:
+        pytest.skip(f"apt-get could not install fb-music-high: {corpus.skipped_packages}")
+    assert [r["soundtrack"] for r in corpus.rows] == ["frozen-bubble"]
+    assert corpus.rows[0]["duration"] > 60 and corpus.rows[0]["license"].startswith("GPL")
