@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mt2.corpus import bach
-from mt2.corpus.generator import STYLES, generate_piece
+from mt2.corpus.generator import MODULATIONS, STYLES, generate_modulating_piece, generate_piece
 from mt2.corpus.instruments import INSTRUMENTS, orchestrate
 from mt2.corpus.manifest import SPLITS, write_manifest
 from mt2.corpus.notes import NOTE_CLIP_SECONDS, make_note, note_piece_id, note_pitches, note_splits
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Length of the clips cut from pieces (single notes: NOTE_CLIP_SECONDS).
 CLIP_SECONDS = 12.0
+#: Length of the one clip of each piece of the ``modulations`` size (seconds).
+MODULATION_SECONDS = 36.0
 #: Chorale transpositions are drawn from this range (semitones), all 12 offsets.
 TRANSPOSITIONS = tuple(range(-5, 7))
 _SPLIT_SALT = "mt2-corpus-split"
@@ -75,12 +77,18 @@ class SizeSpec:
     disjoint_from: tuple[str, int] | None = None
     #: Soundfonts (names of :data:`mt2.corpus.render.SOUNDFONTS`) the test split is rendered in again.
     cross_fonts: tuple[str, ...] = ()
+    #: None: ordinary generated pieces. A number: the generated pieces are rendered whole (one
+    #: clip of :data:`MODULATION_SECONDS`) and this share of them changes key once or twice at
+    #: bar lines (:func:`mt2.corpus.generator.generate_modulating_piece`), the others keep one key.
+    modulating: float | None = None
 
 
 #: ``tiny`` is for tests (seconds to render); ``keys`` is one generated piece in each of the
 #: 24 keys and nothing else (an acceptance set for key estimation: render it with a seed
 #: other than the training corpus's and its pieces were never heard in training); the others
-#: are measured in the docs; ``bench`` is the benchmark's (module docstring).
+#: are measured in the docs; ``bench`` is the benchmark's (module docstring); ``modulations`` is
+#: 72 generated pieces of 36 s, two thirds of them changing key once or twice, with
+#: ``key_segments`` in the manifest (the key timeline's test material, ``mt2 study --timeline``).
 SIZES = {
     "tiny": SizeSpec(6, 1, 2, 1, 1, 2, 3),
     "keys": SizeSpec(24, 1, 0, 1, 1, 0, 0),
@@ -88,6 +96,7 @@ SIZES = {
     "medium": SizeSpec(400, 1, 120, 1, 4, None, 12),
     "large": SizeSpec(4000, 2, None, 3, None, None, None),
     "bench": SizeSpec(720, 1, 120, 1, 2, None, 24, (0.40, 0.15, 0.45), PRETRAINING, ("merlin",)),
+    "modulations": SizeSpec(72, 1, 0, 1, 1, 0, 0, (0.0, 0.0, 1.0), modulating=2 / 3),
 }
 
 
@@ -108,6 +117,7 @@ class Job:
     seconds: float = 0.0  # generator: length to compose
     program: int | None = None  # note
     pitch: int | None = None  # note
+    changes: tuple[str, ...] | None = None  # generator, modulations size: key changes (None: an ordinary piece)
 
 
 @dataclass(frozen=True)
@@ -190,6 +200,26 @@ def _generator_jobs(spec: SizeSpec, seed: int) -> list[Job]:
     return jobs
 
 
+def _modulation_jobs(spec: SizeSpec, seed: int) -> list[Job]:
+    """Generated pieces rendered whole; a share ``spec.modulating`` of them (spread evenly over
+    the list) changes key once or twice, each change drawn from :data:`MODULATIONS`."""
+    rng = np.random.default_rng(derive_seed(seed, "modulations"))
+    keys = [int(k) for _ in range(-(-spec.generated // 24)) for k in rng.permutation(24)]
+    styles = [sorted(STYLES)[int(i)] for _ in range(-(-spec.generated // len(STYLES))) for i in rng.permutation(len(STYLES))]
+    kinds = sorted(MODULATIONS)
+    jobs = []
+    for i in range(spec.generated):
+        modulates = int((i + 1) * spec.modulating) > int(i * spec.modulating)
+        count = 1 + int(rng.integers(2))
+        changes = tuple(kinds[int(k)] for k in rng.integers(len(kinds), size=count)) if modulates else ()
+        piece_id = f"mod-{seed}-{i:05d}"
+        jobs.append(Job(
+            "generator", piece_id, split_of(piece_id, spec.shares), derive_seed(seed, piece_id), max_clips=1,
+            tonic=keys[i] % 12, mode=MODES[keys[i] // 12], style=styles[i], seconds=MODULATION_SECONDS, changes=changes,
+        ))
+    return jobs
+
+
 def _note_jobs(spec: SizeSpec, seed: int) -> list[Job]:
     rng = np.random.default_rng(derive_seed(seed, "notes"))
     programs = sorted(INSTRUMENTS)
@@ -232,7 +262,8 @@ def plan(size: str, seed: int) -> list[Job]:
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
     spec = SIZES[size]
-    jobs = _bach_jobs(spec, seed) + _generator_jobs(spec, seed) + _note_jobs(spec, seed)
+    generated = _generator_jobs(spec, seed) if spec.modulating is None else _modulation_jobs(spec, seed)
+    jobs = _bach_jobs(spec, seed) + generated + _note_jobs(spec, seed)
     if spec.disjoint_from is not None:
         heard = {job.piece_id for job in plan(*spec.disjoint_from) if job.split == "train"}
         jobs = [replace(job, split="train") if job.split != "train" and job.piece_id in heard else job for job in jobs]
@@ -252,6 +283,9 @@ def run_job(job: Job, out: Path, soundfont: bytes) -> list[dict]:
         offsets = rng.choice(TRANSPOSITIONS, size=job.renders, replace=False)
         pieces = [source.transposed(int(k)) for k in sorted(offsets)]
         clip_seconds = CLIP_SECONDS
+    elif job.source == "generator" and job.changes is not None:
+        pieces = [generate_modulating_piece(job.piece_id, rng, job.tonic, job.mode, job.style, job.seconds, job.changes)]
+        clip_seconds = MODULATION_SECONDS
     elif job.source == "generator":
         pieces = [generate_piece(job.piece_id, rng, job.tonic, job.mode, job.style, job.seconds)]
         clip_seconds = CLIP_SECONDS

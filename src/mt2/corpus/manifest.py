@@ -20,6 +20,10 @@ Fields (:data:`FIELDS`, in this order):
   note, else null).
 - ``tags``: instrument families, ``solo`` or ``small-ensemble``, tempo class (``slow``
   below 90 BPM, ``fast`` from 130, else ``medium``), mode, style; ``style``.
+
+Clips of pieces that change key (the ``modulations`` size, :func:`mt2.corpus.generator.generate_modulating_piece`)
+add a last field, ``key_segments``: ``[start, end, key]`` per section, seconds from the clip
+start, covering the clip; their ``key`` is the opening key. Other clips do not have the field.
 """
 from __future__ import annotations
 
@@ -82,6 +86,7 @@ def make_record(
     chords: list[list],
     instruments: list[dict],
     key_holds: bool = True,
+    key_segments: list[list] | None = None,
 ) -> dict:
     """One manifest record, keys in :data:`FIELDS` order, times rounded to 0.1 ms.
 
@@ -89,6 +94,7 @@ def make_record(
     mode tag are null/absent.
     """
     tonic = piece.tonic if key_holds else None
+    extra = {} if key_segments is None else {"key_segments": [[_t(s), _t(e), key] for s, e, key in key_segments]}
     families = list(dict.fromkeys(i["family"] for i in instruments))
     tags = [*families, "solo" if len(instruments) == 1 else "small-ensemble"]
     if piece.tempo is not None:
@@ -119,6 +125,7 @@ def make_record(
         "pitch": piece.pitch,
         "tags": tags,
         "style": piece.style,
+        **extra,
     }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mt2.keys import rank_keys, signature_of, transpose_chord_label
+from mt2.keys import key_name, parse_key, rank_keys, signature_of, transpose_chord_label
 
 #: A clip keeps a piece-level key label if that key is among this many best
 #: Krumhansl-Kessler keys of the clip's notes (Piece.clip_in_key).
@@ -75,6 +75,8 @@ class Piece:
     transposition: int = 0
     pitch: int | None = None
     local_keys: bool = False
+    #: ``(start, end, key)`` per section of a piece that changes key (mir_eval key names); empty otherwise.
+    key_segments: list[tuple[float, float, str]] = field(default_factory=list)
 
     @property
     def end(self) -> float:
@@ -133,4 +135,6 @@ class Piece:
             chords=chords,
             transposition=self.transposition + semitones,
             pitch=None if self.pitch is None else self.pitch + semitones,
+            key_segments=[(s, e, key_name((k + semitones) % 12, m)) for s, e, (k, m) in
+                          ((s, e, parse_key(key)) for s, e, key in self.key_segments)],
         )

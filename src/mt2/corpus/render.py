@@ -180,6 +180,18 @@ def _clip_chords(piece: Piece, start: float, length: float) -> list[list]:
     return spans
 
 
+def _clip_key_segments(piece: Piece, start: float, length: float) -> list[list]:
+    """The piece's key segments cut to ``[start, start + length)``, relative to ``start``."""
+    spans = []
+    for s, e, key in piece.key_segments:
+        s, e = max(s - start, 0.0), min(e - start, length)
+        if e - s > _EPS:
+            spans.append([s, e, key])
+    if spans:
+        spans[-1][1] = length  # the clip's tail (a note's release) stays in the last key
+    return spans
+
+
 def _write_midi(piece: Piece, start: float, length: float, path: Path) -> None:
     midi = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=piece.tempo or 120.0)
     for part in piece.parts:
@@ -240,6 +252,7 @@ def render_piece(
                 chords=_clip_chords(piece, start, clip_seconds) if piece.chords else [],
                 instruments=instruments,
                 key_holds=piece.clip_in_key(start, start + clip_seconds),
+                key_segments=_clip_key_segments(piece, start, clip_seconds) if piece.key_segments else None,
             )
         )
     return records
