@@ -17,9 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mt2.frontend import BACKENDS, SAMPLE_RATE, model_window
+from mt2.frontend import BACKENDS, SAMPLE_RATE
 from mt2.inference import Encoder
-from mt2.inference.encoder import cut_windows
 from mt2.model import count_parameters
 from mt2.perf.measure import best_times, count_flops, torch_threads, top_operators
 from mt2.perf.memory import embed_in_child
@@ -146,8 +145,4 @@ def embed_trials(spec: ModelSpec, audio: np.ndarray, repeats: int, threads: int,
 
 def _model_inputs(encoder: Encoder, audio: np.ndarray, count: int) -> torch.Tensor:
     """The first ``count`` model windows of ``audio`` (fewer if it is shorter), as the encoder makes them."""
-    windows, _ = next(cut_windows([audio], encoder.window_samples, count))
-    with torch.inference_mode():
-        magnitude = encoder.frontend.magnitude(torch.from_numpy(windows))
-        inputs = model_window(magnitude[..., : encoder.window_frames], encoder.offset, encoder.compression)
-    return inputs.clone()  # an ordinary tensor, usable with autograd on
+    return encoder.model_inputs(audio[: count * encoder.window_samples], SAMPLE_RATE, batch_size=count)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mt2.frontend import DEFAULT_BACKEND, CQTFrontend
+from mt2.frontend import DEFAULT_BACKEND
 from mt2.inference import Encoder
 from mt2.model import build_model, make_config
 
@@ -20,9 +20,7 @@ class ModelSpec:
 
     def encoder(self, backend: str = DEFAULT_BACKEND) -> Encoder:
         """A randomly initialised encoder (weights do not change the cost) with CQT ``backend``."""
-        encoder = Encoder(build_model(self.preset, "mt2", **self.overrides))
-        encoder.frontend = CQTFrontend(compression=encoder.compression, backend=backend)
-        return encoder
+        return Encoder(build_model(self.preset, "mt2", **self.overrides), backend=backend)
 
 
 #: The shape of the shipped weights (the recipe, docs/recipe.md).

@@ -142,5 +142,21 @@ def calibrate_encoder(encoder, references: str = "rendered") -> Calibration:
     Raises:
         CalibrationError: the reference timbres disagree on the direction.
     """
-    encoder.calibration = calibrate(lambda audio: int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE))), references)
+    encoder.calibration = calibrate(encoder_bin_predictor(encoder), references)
     return encoder.calibration
+
+
+def encoder_bin_predictor(encoder):
+    """``audio (16 kHz) -> output bin`` of an :class:`~mt2.inference.Encoder`: the argmax of
+    :meth:`~mt2.inference.Encoder.bin_probabilities` (its windows, model input and key
+    statistics: the path ``mt2 key`` runs), in eval mode; the model's mode is restored after."""
+
+    def predict_bin(audio: np.ndarray) -> int:
+        was_training = encoder.model.training
+        encoder.model.eval()
+        try:
+            return int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE)))
+        finally:
+            encoder.model.train(was_training)
+
+    return predict_bin

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mt2.training.calibrate import CalibrationError, calibrate
+from mt2.training.calibrate import CalibrationError, calibrate, encoder_bin_predictor
 from mt2.data.cqt_cache import CQTCache
-from mt2.frontend import DEFAULT_OFFSET, CQTFrontend, model_window
+from mt2.frontend import DEFAULT_OFFSET, model_window
+from mt2.inference import Encoder
 from mt2.keys import chroma_from_window, fifths_distance, signature_of, template_key
 from mt2.model import MT2Model, count_parameters
 from mt2.data.views import SEGMENT_FRAMES
@@ -89,16 +90,13 @@ def knn_accuracy(train_x: np.ndarray, train_y: list, test_x: np.ndarray, test_y:
 
 
 def make_bin_predictor(model: MT2Model, compression: str):
-    """``audio (16 kHz) -> output bin``: the argmax of the key profile averaged over the clip's
-    windows at the default offset (what :func:`mt2.training.calibrate.calibrate` votes with)."""
-    frontend = CQTFrontend()
-
-    def predict_bin(audio: np.ndarray) -> int:
-        with torch.inference_mode():
-            magnitude = frontend.magnitude(torch.from_numpy(audio))[0].numpy()
-        return int(clip_outputs(model, windows_of(magnitude, DEFAULT_OFFSET, compression))["probs"].mean(dim=0).argmax())
-
-    return predict_bin
+    """``audio (16 kHz) -> output bin`` through the Encoder's public path, exactly as
+    ``mt2 key`` runs it (:func:`mt2.training.calibrate.encoder_bin_predictor`); what
+    :func:`mt2.training.calibrate.calibrate` votes with. The model's train/eval mode is kept."""
+    was_training = model.training
+    encoder = Encoder(model, compression=compression)
+    model.train(was_training)
+    return encoder_bin_predictor(encoder)
 
 
 def evaluate(

@@ -1,0 +1,124 @@
+"""The one inference path (issue 24): shipped outputs pinned, the study's and calibration's input
+equal to the Encoder's, key outputs computed only when asked for, the no-key rule in one place."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mt2
+from mt2.frontend import SAMPLE_RATE
+from mt2.inference import key_decision
+from mt2.inference.checkpoint import shipped_models
+
+REFERENCE = Path(__file__).parent / "data" / "shipped_reference.npz"
+
+
+def fixed_clip() -> tuple[np.ndarray, int]:
+    """9.5 s of an A major triad with a little noise at 22.05 kHz (three windows, the last padded)."""
+    sr = 22050
+    t = np.arange(int(9.5 * sr)) / sr
+    clip = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.18, 329.63)) * 0.2
+    clip = clip + 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    return clip.astype(np.float32), sr
+
+
+@pytest.mark.parametrize("name", ["mt2", "equivariant", "contrastive", "masked"])
+def test_shipped_weights_give_the_reference_outputs(name):
+    """Outputs recorded before the encoder was split (tests/data/shipped_reference.npz): every
+    change to the path or the model must keep them within 1e-6."""
+    if name not in shipped_models():
+        pytest.skip(f"{name} is not shipped in this installation")
+    reference = np.load(REFERENCE)
+    encoder = mt2.load(name)
+    clip, sr = fixed_clip()
+    emb = encoder.embed(clip, sr, layers=[0])
+    np.testing.assert_allclose(emb.class_tokens_at(-1), reference[f"{name}/class_tokens"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(emb.class_tokens_at(0), reference[f"{name}/class_tokens_0"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(emb.frames.mean(axis=0), reference[f"{name}/frames_mean"], rtol=0, atol=1e-6)
+    if f"{name}/profile" in reference:
+        np.testing.assert_allclose(emb.key_probabilities, reference[f"{name}/key_probabilities"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(encoder.key(clip, sr).profile, reference[f"{name}/profile"], rtol=0, atol=1e-6)
+        assert encoder.key(clip, sr).key == "A major"
+
+
+def recorded_inputs(model, call) -> list[torch.Tensor]:
+    """The windows ``call()`` feeds ``model`` (every forward_intermediates input)."""
+    seen, original = [], model.forward_intermediates
+
+    def record(x, *args, **kwargs):
+        seen.append(x.detach().clone())
+        return original(x, *args, **kwargs)
+
+    model.forward_intermediates = record
+    try:
+        call()
+    finally:
+        del model.forward_intermediates
+    return seen
+
+
+def test_study_calibration_input_is_the_encoders():
+    from mt2.training.evaluation import make_bin_predictor
+
+    encoder = mt2.load("mt2")
+    clip, sr = fixed_clip()
+    audio = mt2.inference.to_model_rate(clip, sr)
+    predict = make_bin_predictor(encoder.model, encoder.compression)
+    study = recorded_inputs(encoder.model, lambda: predict(audio))
+    served = recorded_inputs(encoder.model, lambda: encoder.key(audio, SAMPLE_RATE))
+    assert len(study) == len(served) == 1
+    assert torch.equal(study[0], served[0])
+    assert torch.equal(study[0], encoder.model_inputs(audio, SAMPLE_RATE))
+    assert predict(audio) == int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE)))
+
+
+def test_study_predictor_keeps_the_training_mode():
+    from mt2.training.evaluation import make_bin_predictor
+
+    model = mt2.build_model("mt2-mini", "mt2").train()
+    predict = make_bin_predictor(model, "sqrt")
+    assert model.training
+    assert 0 <= predict(fixed_clip()[0][:SAMPLE_RATE * 5]) < 12
+    assert model.training
+
+
+def test_embed_computes_key_outputs_only_when_asked(monkeypatch):
+    encoder = mt2.load("mt2")
+    clip, sr = fixed_clip()
+    calls = []
+    original = encoder.model.equivariant_head.forward
+    monkeypatch.setattr(encoder.model.equivariant_head, "forward", lambda x: calls.append(len(x)) or original(x))
+    emb = encoder.embed(clip, sr)
+    assert calls == []  # embedding alone runs no key head
+    assert encoder.key_of(emb).key == encoder.key(clip, sr).key
+    assert calls and calls[0] == len(emb.window_starts)  # one call over the held tokens of every window
+
+
+def test_no_key_rule_is_one_replaceable_function(monkeypatch):
+    encoder = mt2.load("mt2")
+    clip, sr = fixed_clip()
+    assert encoder.key(clip, sr).has_key
+    monkeypatch.setattr(key_decision, "is_keyless", lambda stats, silence_db, min_peakiness: True)
+    estimate = encoder.key(clip, sr)
+    assert not estimate.has_key and estimate.label == "X"
+
+
+def test_public_names_stay_importable():
+    from mt2.inference import MIN_PEAKINESS, NO_KEY, READOUTS, SILENCE_DB, Embedding, Encoder, KeyEstimate, Readout  # noqa: F401
+    from mt2.inference.encoder import cut_windows, load, peakiness, to_model_rate  # noqa: F401
+    from mt2.inference.encoder import MIN_PEAKINESS as again
+
+    assert again == key_decision.MIN_PEAKINESS
+
+
+def test_readout_and_layer_checked_once_with_one_message():
+    encoder = mt2.load("contrastive")
+    with pytest.raises(ValueError, match="readouts are contrastive, average, frames"):
+        encoder.embed(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, readout="equivariant")
+    emb = encoder.embed(fixed_clip()[0], fixed_clip()[1])
+    with pytest.raises(ValueError, match="readouts are contrastive, average, frames"):
+        emb.readout("equivariant")
+    for call in (lambda: encoder.embed(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, layer=9), lambda: emb.readout(layer=9)):
+        with pytest.raises(ValueError, match=r"layer 9 is out of range for a model with 4 blocks \(use -4..3\)"):
+            call()
