@@ -66,7 +66,7 @@ def test_embed_safetensors_for_a_single_file(model_dir, inputs, tmp_path, capsys
 
 
 def test_key_prints_a_line_per_good_file_and_reports_bad_ones(model_dir, inputs, capsys, monkeypatch):
-    monkeypatch.setattr(Encoder, "min_peakiness", 0.0)  # noise inputs: name a key unless silent
+    monkeypatch.setattr(Encoder, "min_tonality", 0.0)  # noise inputs: name a key unless silent
     status = main(["key", str(inputs), "--model", str(model_dir)])
     captured = capsys.readouterr()
     _check_one_line_per_bad_file(captured.err)

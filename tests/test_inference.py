@@ -63,7 +63,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, noise):
         assert {"mode_probe.weight", "mode_probe.bias"} <= set(handle.keys())
 
     loaded = load(tmp_path / "model")
-    original.min_peakiness = loaded.min_peakiness = 0.0  # noise input: name a key anyway
+    original.min_tonality = loaded.min_tonality = 0.0  # noise input: name a key anyway
     _assert_same_embedding(original.embed(noise, SR), loaded.embed(noise, SR), atol=0)
     assert original.key(noise, SR).to_dict() == loaded.key(noise, SR).to_dict()
     assert loaded.key(noise, SR).mode_source == "probe"
@@ -189,7 +189,7 @@ def test_key_estimate_follows_the_calibration(noise):
     raw = encoder.bin_probabilities(noise, SR)
     assert raw.shape == (12,) and raw.sum() == pytest.approx(1, abs=1e-5)
     encoder.calibration = Calibration(rotation=5, direction=-1)
-    encoder.min_peakiness = 0.0  # noise input: name a key anyway
+    encoder.min_tonality = 0.0  # noise input: name a key anyway
     estimate = encoder.key(noise, SR)
     np.testing.assert_allclose(estimate.profile, encoder.calibration.signature_probabilities(raw), atol=1e-6)
     assert estimate.signature == int(np.argmax(estimate.profile)) and estimate.confidence == pytest.approx(estimate.profile.max())
@@ -204,7 +204,7 @@ def test_mode_probe_decides_the_mode(noise):
     with torch.no_grad():
         encoder.mode_probe.weight.zero_()
         encoder.mode_probe.bias.copy_(torch.tensor([0.0, 5.0]))  # always minor
-    encoder.min_peakiness = 0.0  # noise input: name a key anyway
+    encoder.min_tonality = 0.0  # noise input: name a key anyway
     estimate = encoder.key(noise, SR)
     assert estimate.mode == "minor" and estimate.mode_source == "probe"
     assert estimate.tonic == (estimate.signature - 3) % 12
@@ -303,7 +303,7 @@ def test_one_pass_yields_every_readout_and_layer(encoder, noise, monkeypatch):
 
 def test_key_of_an_embedding_is_the_key_of_the_audio(noise):
     encoder = make_encoder(mode_probe=True)
-    encoder.min_peakiness = 0.0  # noise input: name a key anyway
+    encoder.min_tonality = 0.0  # noise input: name a key anyway
     from_embedding = encoder.key_of(encoder.embed(noise, SR, readout="frames", layers=[0]))
     direct = encoder.key(noise, SR)
     assert (from_embedding.key, from_embedding.mode_source) == (direct.key, "probe") and from_embedding.has_key
@@ -327,7 +327,7 @@ def test_embed_file_writes_frames_once_into_one_array(encoder, tmp_path):
 # -- no key ----------------------------------------------------------------------------------
 def test_silence_has_no_key_whatever_the_model_says():
     encoder = make_encoder()
-    encoder.min_peakiness = 0.0  # only the level decides
+    encoder.min_tonality = 0.0  # only the level decides
     for audio in (np.zeros(3 * SR, np.float32), np.full(2 * SR, 1e-5, np.float32) * np.sign(np.random.default_rng(0).standard_normal(2 * SR))):
         estimate = encoder.key(audio, SR)
         assert not estimate.has_key and estimate.key is None and estimate.label == mt2.inference.NO_KEY == "X"

@@ -99,17 +99,17 @@ def test_no_key_rule_is_one_replaceable_function(monkeypatch):
     encoder = mt2.load("mt2")
     clip, sr = fixed_clip()
     assert encoder.key(clip, sr).has_key
-    monkeypatch.setattr(key_decision, "is_keyless", lambda stats, silence_db, min_peakiness: True)
+    monkeypatch.setattr(key_decision, "is_keyless", lambda stats, silence_db, min_tonality: True)
     estimate = encoder.key(clip, sr)
     assert not estimate.has_key and estimate.label == "X"
 
 
 def test_public_names_stay_importable():
-    from mt2.inference import MIN_PEAKINESS, NO_KEY, READOUTS, SILENCE_DB, Embedding, Encoder, KeyEstimate, Readout  # noqa: F401
-    from mt2.inference.encoder import cut_windows, load, peakiness, to_model_rate  # noqa: F401
-    from mt2.inference.encoder import MIN_PEAKINESS as again
+    from mt2.inference import MIN_TONALITY, NO_KEY, READOUTS, SILENCE_DB, Embedding, Encoder, KeyEstimate, Readout  # noqa: F401
+    from mt2.inference.encoder import cut_windows, load, to_model_rate, tonality  # noqa: F401
+    from mt2.inference.encoder import MIN_TONALITY as again
 
-    assert again == key_decision.MIN_PEAKINESS
+    assert again == key_decision.MIN_TONALITY
 
 
 def test_readout_and_layer_checked_once_with_one_message():

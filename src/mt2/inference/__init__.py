@@ -16,7 +16,7 @@ windows; :mod:`mt2.inference.key_decision` how keys (and no key) are decided;
 """
 from mt2.inference.checkpoint import SHIPPED_MODELS, CheckpointError, shipped_models
 from mt2.inference.encoder import (
-    MIN_PEAKINESS,
+    MIN_TONALITY,
     NO_KEY,
     READOUTS,
     SILENCE_DB,
@@ -26,11 +26,11 @@ from mt2.inference.encoder import (
     KeyStatistics,
     Readout,
     load,
-    peakiness,
     to_model_rate,
+    tonality,
 )
 
 __all__ = [
-    "MIN_PEAKINESS", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "Readout",
-    "load", "peakiness", "shipped_models", "to_model_rate",
+    "MIN_TONALITY", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "Readout",
+    "load", "shipped_models", "to_model_rate", "tonality",
 ]

@@ -218,7 +218,8 @@ class KeyEstimate:
             equivariant token's softmax averaged over windows and calibrated.
         mode_source: ``"probe"`` (stored mode probe), ``"template"`` (Krumhansl-Kessler), None: no key.
         level_db: RMS level of the input in dB full scale (``-inf`` for digital silence).
-        peakiness: spectral peakiness of the model input (:func:`~mt2.inference.key_decision.peakiness`; noise is low).
+        tonality: how far the input's spectrum is from noise (:func:`~mt2.inference.key_decision.tonality`;
+            noise is below 1, music 1.4 and above).
     """
 
     key: str | None
@@ -230,7 +231,7 @@ class KeyEstimate:
     profile: np.ndarray = field(repr=False)
     mode_source: str | None
     level_db: float
-    peakiness: float
+    tonality: float
 
     @property
     def has_key(self) -> bool:
@@ -249,5 +250,5 @@ class KeyEstimate:
             "key": self.label, "has_key": self.has_key, "tonic": self.tonic, "mode": self.mode, "signature": self.signature,
             "signature_name": self.signature_name, "confidence": self.confidence,
             "profile": [float(p) for p in self.profile], "mode_source": self.mode_source,
-            "level_db": self.level_db if np.isfinite(self.level_db) else None, "peakiness": self.peakiness,
+            "level_db": self.level_db if np.isfinite(self.level_db) else None, "tonality": self.tonality,
         }

@@ -56,15 +56,15 @@ from mt2.frontend import DEFAULT_BACKEND, DEFAULT_COMPRESSION, DEFAULT_OFFSET, H
 from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
 from mt2.inference.embedding import NO_KEY, READOUTS, Embedding, KeyEstimate, Readout, check_readout, readouts_of
-from mt2.inference.key_decision import MIN_PEAKINESS, SILENCE_DB, KeyStatistics, decide_key, key_statistics, peakiness
+from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB, KeyStatistics, decide_key, key_statistics, tonality
 from mt2.inference.windows import Rows, cut_windows, file_blocks, to_model_rate
 from mt2.model import ModelConfig, MT2Model
 
 #: Names importable from here as before the split (:mod:`mt2.inference.embedding`,
 #: :mod:`mt2.inference.windows`, :mod:`mt2.inference.key_decision`).
 __all__ = [
-    "MIN_PEAKINESS", "NO_KEY", "READOUTS", "SILENCE_DB", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "ModelInput",
-    "Readout", "cut_windows", "load", "peakiness", "to_model_rate",
+    "MIN_TONALITY", "NO_KEY", "READOUTS", "SILENCE_DB", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "ModelInput",
+    "Readout", "cut_windows", "load", "to_model_rate", "tonality",
 ]
 
 #: Windows per forward pass unless told otherwise.
@@ -102,7 +102,7 @@ class Encoder(nn.Module):
     sample_rate = SAMPLE_RATE
     #: :meth:`key` thresholds (class defaults; set per encoder, e.g. 0 and -inf to always name a key).
     silence_db = SILENCE_DB
-    min_peakiness = MIN_PEAKINESS
+    min_tonality = MIN_TONALITY
 
     def __init__(
         self,
@@ -305,7 +305,7 @@ class Encoder(nn.Module):
 
         **No key.** Silence and noise have none: the estimate has ``has_key`` False and
         label ``"X"`` (:class:`KeyEstimate`) when :func:`mt2.inference.key_decision.is_keyless`
-        says so, with this encoder's :attr:`silence_db` and :attr:`min_peakiness` (the rule
+        says so, with this encoder's :attr:`silence_db` and :attr:`min_tonality` (the rule
         and its measurements: :mod:`mt2.inference.key_decision`).
 
         Raises:
@@ -323,6 +323,19 @@ class Encoder(nn.Module):
         """:meth:`key` from an :class:`Embedding` of this encoder (no second pass)."""
         self.check_key_support()
         return self.decide(self.statistics_of(embedding))
+
+    def key_timeline(self, audio, sr: int, **options):
+        """The local key over time as segments (start, end, key, confidence):
+        :func:`mt2.inference.timeline.key_timeline` (options: ``switch_penalty``, ``passes``, ``method``)."""
+        from mt2.inference.timeline import key_timeline
+
+        return key_timeline(self, audio, sr, **options)
+
+    def key_timeline_file(self, path: str | os.PathLike, **options):
+        """:meth:`key_timeline` of an audio file (:func:`mt2.inference.timeline.key_timeline_file`)."""
+        from mt2.inference.timeline import key_timeline_file
+
+        return key_timeline_file(self, path, **options)
 
     def bin_probabilities(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The equivariant head's softmax ``(12,)`` averaged over windows, uncalibrated (output bin order)."""
@@ -387,7 +400,7 @@ class Encoder(nn.Module):
         """The key of one clip's statistics with this encoder's calibration, mode probe and
         no-key thresholds (:func:`mt2.inference.key_decision.decide_key`)."""
         probe = self._mode_probabilities if self.mode_probe is not None else None
-        return decide_key(stats, self.calibration, probe, self.silence_db, self.min_peakiness)
+        return decide_key(stats, self.calibration, probe, self.silence_db, self.min_tonality)
 
 
 def load(name_or_path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Encoder:

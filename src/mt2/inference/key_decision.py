@@ -13,25 +13,48 @@ into an estimate:
 * **no key** (silence, noise) is decided by :func:`is_keyless`, the one place of that rule.
 
 **The no-key rule.** An input has no key when its RMS level is below ``silence_db`` (default
-:data:`SILENCE_DB`, -60 dB) or the spectral peakiness of the model input (:func:`peakiness`,
-window average) is below ``min_peakiness`` (default :data:`MIN_PEAKINESS`, 0.085). Both read
-the input, not the model: the model's confidence does not separate noise from music. Measured
-(the confidence row with the round-1 ``mt2`` weights; the two statistics that decide read only
-the input) on 8-s noise clips (white, pink, brown at -90 to -10 dB, 32 clips) and rendered
-music (three 24-key sets, seeds 2026-2028, and the small corpus, seed 3: 236 clips):
+:data:`SILENCE_DB`, -60 dB) or its :func:`tonality` is below ``min_tonality`` (default
+:data:`MIN_TONALITY`, 1.4). Tonality reads the input, not the model (the model's confidence
+does not separate noise from music: brown noise reaches 0.63). It asks whether the
+time-averaged spectrum has semitone-scale structure that noise of the same length cannot
+have: the **tonal contrast** (:func:`tonal_contrast`) is the RMS, over the 84 bins, of the log
+spectrum minus its 13-bin (one octave) moving average, which removes any smooth spectral
+tilt (the colour of a noise, the balance of a mix) and keeps the peaks of notes and chords
+a semitone apart. Averaged over ``N`` frames, noise keeps a contrast of about
+``sqrt(NOISE_FLOOR**2 + NOISE_SPREAD**2 / N)`` (the median over white, pink and brown noise:
+a floor of 0.029 left by the CQT's own ripple, and a finite-average term that falls as
+``1 / sqrt(N)``); tonality is the contrast divided by that, so one threshold holds for a
+2-s clip and an hour. The clip's spectrum averages its windows' time-averaged model inputs,
+each scaled to unit mean (the last, zero-padded window is normalised over its padding too),
+leaving out windows shorter than :data:`MIN_WINDOW_SECONDS` unless all are that short.
 
-==========  ==============================  ===================================
-statistic   noise (32 clips)                music (236 clips)
-==========  ==============================  ===================================
-peakiness   0.046 - 0.077 (median 0.063)    0.097 - 0.579 (5th percentile 0.120)
-confidence  0.125 - 0.737 (brown 0.48+)     0.467 - 0.964 (24-key sets, 72 clips)
-RMS level   -90 to -10 dB (as generated)    -19.4 to -11.5 dB (24-key sets)
-==========  ==============================  ===================================
+Measured with ``mt2 study --no-key`` (:mod:`mt2.study.no_key`; the inputs, not the weights,
+decide, so the table holds for every shipped model with the default ``sqrt`` compression):
+noise clips of 4, 8 and 30 s at -90 to -3 dB (63 clips) and silence (digital zero and -75 dB
+white noise, 4 clips), 30-s and 8-s excerpts of the real-music corpus (``mt2 corpus real``:
+146 tracks of 7 soundtracks, each excerpt also with white, pink or brown noise at 0 dB SNR),
+and the rendered small corpus (seed 3, 164 clips, its pop and rock pieces with drums; each
+also with noise at 10 and 0 dB SNR):
 
-Digital silence has level ``-inf`` and peakiness 0 (its profile is flat, confidence 1/12).
-The peakiness threshold sits in the gap between the two ranges; real recordings (drums,
-reverb, dense mixes) were not measured (DESIGN.md section 3: a third of real clips fall in
-the noise range).
+======================  =====  ========================  ==================  ======
+group                   clips  tonal contrast            tonality            no key
+======================  =====  ========================  ==================  ======
+white noise             21     0.028 - 0.052             0.57 - 0.90         100 %
+pink noise              21     0.028 - 0.048             0.63 - 0.82         100 %
+brown noise             21     0.029 - 0.046             0.59 - 0.81         100 %
+silence                 4      0 - 0.046                 0 - 0.80            100 %
+real music, 30 s        146    0.059 - 0.415 (med 0.150) 1.37 - 9.59         0 %
+real music, 8 s         146    0.084 - 0.430             1.69 - 8.62         0 %
+real music + 0 dB noise 146    0.039 - 0.363             0.91 - 8.38         0.7 %
+rendered                164    0.105 - 0.757             2.24 - 11.57        0 %
+rendered + 10 dB noise  164    0.079 - 0.596             1.58 - 9.11         0 %
+rendered + 0 dB noise   164    0.065 - 0.556             1.06 - 8.49         0 %
+======================  =====  ========================  ==================  ======
+
+The threshold 1.4 leaves a 10 % margin above the noisiest noise clip (0.90 of it, a 4-s white
+noise) and sits below every clean real and rendered clip; music buried in 0 dB of noise is where
+it loses (one real track in 146). The rule of rounds 1 and 2 (the linear peakiness of each
+window, threshold 0.085) called 37 % of real clips noise (issue 20).
 """
 from __future__ import annotations
 
@@ -40,6 +63,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mt2.frontend import FRAME_RATE
 from mt2.inference.calibration import Calibration
 from mt2.inference.embedding import KeyEstimate
 from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_mode, tonic_of
@@ -47,9 +71,19 @@ from mt2.keys import MODES, chroma_from_window, key_name, signature_name, templa
 #: Below this RMS level (dB full scale, 0 dB = a full-scale square wave) an input is silence:
 #: no key, whatever the model says (measured values in the module docstring).
 SILENCE_DB = -60.0
-#: Below this spectral peakiness (:func:`peakiness`) an input is noise: no key (measured values
-#: in the module docstring).
-MIN_PEAKINESS = 0.085
+#: Below this :func:`tonality` an input is noise: no key (measured values in the module docstring).
+MIN_TONALITY = 1.4
+#: The noise model of :func:`tonality`: white, pink and brown noise averaged over ``N`` CQT frames
+#: has a median :func:`tonal_contrast` of ``sqrt(NOISE_FLOOR**2 + NOISE_SPREAD**2 / N)``
+#: (fitted to 180 noise clips of 0.5 to 60 s; ``mt2 study --no-key`` measures it again).
+NOISE_FLOOR = 0.029
+NOISE_SPREAD = 0.326
+#: Windows shorter than this (seconds) are left out of a clip's :func:`tonality` unless all are.
+MIN_WINDOW_SECONDS = 1.0
+#: Bins of the moving average that :func:`tonal_contrast` subtracts (one octave and one bin).
+CONTRAST_WIDTH = 13
+#: Added to unit-mean spectra before the log, so that empty bins stay finite.
+LOG_FLOOR = 1e-3
 
 
 @dataclass
@@ -60,7 +94,7 @@ class KeyStatistics:
     token: np.ndarray  # (D,) the last block's equivariant class token
     chroma: np.ndarray  # (12,) of the model input, C = 0
     rms: float  # of the input at 16 kHz (1 for a full-scale square wave)
-    peakiness: float  # of the model input, window average
+    tonality: float  # of the model input (:func:`tonality`; noise is below 1)
 
     @property
     def level_db(self) -> float:
@@ -68,17 +102,55 @@ class KeyStatistics:
         return 20 * float(np.log10(self.rms)) if self.rms > 0 else float("-inf")
 
 
-def peakiness(spectrum: np.ndarray) -> np.ndarray:
-    """Spectral peakiness of time-averaged CQT windows ``(..., bins)``: how far each bin stands
-    out from the mean of its two neighbours, relative to the mean level,
-    ``mean_b |s_b - (s_{b-1} + s_{b+1}) / 2| / mean_b s_b`` over the inner bins (0 for silence).
+def tonal_contrast(spectrum: np.ndarray) -> np.ndarray:
+    """Tonal contrast of time-averaged spectra ``(..., bins)``: the RMS over bins of
+    ``log(s_b / mean(s) + LOG_FLOOR) - m_b``, with ``m`` the :data:`CONTRAST_WIDTH`-bin moving
+    average of that log spectrum (edges reflected). 0 for silence.
 
-    Notes and chords put peaks a semitone apart; noise, averaged over a window, is smooth.
+    Notes and chords put peaks a semitone apart, which the moving average does not follow;
+    noise, averaged over time, is smooth however it is coloured.
     """
     spectrum = np.asarray(spectrum, np.float64)
-    curvature = np.abs(spectrum[..., 1:-1] - (spectrum[..., :-2] + spectrum[..., 2:]) / 2).mean(axis=-1)
+    level = spectrum.mean(axis=-1, keepdims=True)
+    log = np.log(spectrum / np.where(level > 0, level, 1) + LOG_FLOOR)
+    half = CONTRAST_WIDTH // 2
+    padded = np.pad(log, [(0, 0)] * (log.ndim - 1) + [(half, half)], mode="reflect")
+    cumulative = np.cumsum(np.pad(padded, [(0, 0)] * (log.ndim - 1) + [(1, 0)]), axis=-1)
+    moving = (cumulative[..., CONTRAST_WIDTH:] - cumulative[..., :-CONTRAST_WIDTH]) / CONTRAST_WIDTH
+    contrast = np.sqrt(np.mean(np.square(log - moving), axis=-1))
+    return np.where(level[..., 0] > 0, contrast, 0.0)
+
+
+def noise_contrast(frames) -> np.ndarray:
+    """The median :func:`tonal_contrast` of noise averaged over ``frames`` CQT frames:
+    ``sqrt(NOISE_FLOOR**2 + NOISE_SPREAD**2 / frames)``."""
+    return np.sqrt(NOISE_FLOOR**2 + NOISE_SPREAD**2 / np.maximum(np.asarray(frames, np.float64), 1))
+
+
+def window_tonality(spectrum: np.ndarray, window_lengths: np.ndarray) -> np.ndarray:
+    """``(W,)`` :func:`tonality` of each window alone: its time-averaged model input ``(W, bins)``
+    over its valid duration ``window_lengths`` ``(W,)`` in seconds."""
+    return tonal_contrast(spectrum) / noise_contrast(np.asarray(window_lengths) * FRAME_RATE)
+
+
+def tonality(spectrum: np.ndarray, window_lengths: np.ndarray) -> float:
+    """How far a clip's spectrum is from noise: its :func:`tonal_contrast` over the
+    :func:`noise_contrast` of noise as long (below 1: as smooth as noise; music measures 1.4
+    to 12, module docstring).
+
+    The clip's spectrum is the mean of its windows' time-averaged model inputs ``(W, bins)``,
+    each scaled to unit mean and weighted by its valid duration ``window_lengths`` ``(W,)``
+    (seconds); windows shorter than :data:`MIN_WINDOW_SECONDS` are left out unless all are.
+    """
+    spectrum = np.asarray(spectrum, np.float64)
+    lengths = np.asarray(window_lengths, np.float64)
     level = spectrum.mean(axis=-1)
-    return np.where(level > 0, curvature / np.where(level > 0, level, 1), 0.0)
+    keep = (level > 0) & (lengths >= min(MIN_WINDOW_SECONDS, lengths.max()))
+    if not keep.any():
+        return 0.0
+    weights = lengths[keep] / lengths[keep].sum()
+    clip = weights @ (spectrum[keep] / level[keep, None])
+    return float(tonal_contrast(clip) / noise_contrast(lengths[keep].sum() * FRAME_RATE))
 
 
 def key_statistics(
@@ -93,14 +165,14 @@ def key_statistics(
         token=(weights @ tokens).astype(np.float32),
         chroma=chroma_from_window((weights @ spectrum)[:, None], offset),
         rms=float(np.sqrt(weights @ np.square(rms))),
-        peakiness=float(weights @ peakiness(spectrum)),
+        tonality=tonality(spectrum, window_lengths),
     )
 
 
-def is_keyless(stats: KeyStatistics, silence_db: float = SILENCE_DB, min_peakiness: float = MIN_PEAKINESS) -> bool:
+def is_keyless(stats: KeyStatistics, silence_db: float = SILENCE_DB, min_tonality: float = MIN_TONALITY) -> bool:
     """The no-key rule (module docstring): silence (level below ``silence_db``) or noise
-    (peakiness below ``min_peakiness``)."""
-    return stats.level_db < silence_db or stats.peakiness < min_peakiness
+    (:func:`tonality` below ``min_tonality``)."""
+    return stats.level_db < silence_db or stats.tonality < min_tonality
 
 
 def decide_key(
@@ -108,7 +180,7 @@ def decide_key(
     calibration: Calibration,
     mode_probabilities: Callable[[KeyStatistics], np.ndarray] | None = None,
     silence_db: float = SILENCE_DB,
-    min_peakiness: float = MIN_PEAKINESS,
+    min_tonality: float = MIN_TONALITY,
 ) -> KeyEstimate:
     """The key of one clip's statistics (module docstring), or no key (:func:`is_keyless`).
 
@@ -120,8 +192,8 @@ def decide_key(
     """
     profile = calibration.signature_probabilities(stats.bin_probabilities)
     signature, confidence = int(np.argmax(profile)), float(profile.max())
-    if is_keyless(stats, silence_db, min_peakiness):
-        return KeyEstimate(None, None, None, None, None, confidence, profile, None, stats.level_db, stats.peakiness)
+    if is_keyless(stats, silence_db, min_tonality):
+        return KeyEstimate(None, None, None, None, None, confidence, profile, None, stats.level_db, stats.tonality)
     if mode_probabilities is not None:
         mode, source = MODES[int(np.argmax(mode_probabilities(stats)))], "probe"
     else:
@@ -137,5 +209,5 @@ def decide_key(
         profile=profile,
         mode_source=source,
         level_db=stats.level_db,
-        peakiness=stats.peakiness,
+        tonality=stats.tonality,
     )
