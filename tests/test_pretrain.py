@@ -51,6 +51,17 @@ def state_of(checkpoint: Path) -> tuple[int, dict]:
 
 
 # -- configuration ---------------------------------------------------------------------------
+def test_default_training_configuration_is_the_packaged_recipe_field_by_field():
+    default, recipe = PretrainConfig().to_dict(), load_config("mt2-mini").to_dict()
+    assert default.keys() == recipe.keys()
+    for name in default:
+        assert default[name] == recipe[name], name
+    assert ModelConfig() == make_config("mt2-mini", "mt2") == PretrainConfig().model_config()
+    assert ViewConfig() == PretrainConfig().view_config()
+    # one-token variants leave the two-token-only levers off, whatever the defaults say
+    assert not make_config("mt2-mini", "contrastive").detach_summaries
+
+
 def test_mt2_mini_preset_is_the_shipped_model():
     shipped = json.loads(SHIPPED.read_text())
     assert build_model("mt2-mini").config == ModelConfig.from_dict(shipped["model"])

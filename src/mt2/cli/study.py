@@ -15,6 +15,7 @@ def _pieces(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mt2.study import OVERLAYS
+    from mt2.training.config import PretrainConfig
 
     parser = sub.add_parser(
         "study",
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--corpus", type=Path, required=True, help="folder written by `mt2 corpus render` (with manifest.jsonl)")
     parser.add_argument("--configs", default="pc", help=f"comma-separated configuration names; overlays of the shipped recipe (mt2.study.OVERLAYS): {', '.join(sorted(OVERLAYS))}")
-    parser.add_argument("--steps", type=int, default=600, help="training steps per configuration (batch 32 tracks)")
+    parser.add_argument("--steps", type=int, default=PretrainConfig.max_steps,
+                        help=f"training steps per configuration (batch {PretrainConfig.batch_size} tracks; default: the recipe's {PretrainConfig.max_steps})")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and evaluation shifts")
     parser.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (runs.jsonl, table.md, cache/)")
     parser.add_argument("--evaluate", type=Path, nargs="+", metavar="FOLDER", help="instead of training, evaluate exported models (mt2 export folders) and add them to the table")

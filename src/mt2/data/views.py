@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mt2.frontend import MAX_OFFSET, model_window
+from mt2.frontend import DEFAULT_COMPRESSION, MAX_OFFSET, model_window
 
 SEGMENT_FRAMES = 126  # 4 s at 31.25 frames per second
 
@@ -22,7 +22,7 @@ SEGMENT_FRAMES = 126  # 4 s at 31.25 frames per second
 @dataclass
 class ViewConfig:
     segment_frames: int = SEGMENT_FRAMES
-    compression: str = "sqrt"
+    compression: str = DEFAULT_COMPRESSION
     augment: bool = True
     eq_db: float = 6.0  # peak of a random smooth spectral tilt/bump, in dB
     noise: float = 0.02  # noise floor, relative to the segment's mean magnitude

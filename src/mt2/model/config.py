@@ -27,6 +27,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 class ModelConfig:
     """Everything needed to rebuild a model; saved as JSON beside the weights.
 
+    The defaults are the shipped recipe's two-token model, ``make_config("mt2-mini", "mt2")``
+    (tested); :func:`make_config` is how a preset and a variant are built.
+
     Layouts (DESIGN.md section 3):
 
     * ``plain``: the paper's ViT-1D; a token is a ``width``-vector, every map is dense.
@@ -43,7 +46,7 @@ class ModelConfig:
     layout: str = "pitch-class"
     roles: tuple[str, ...] = VARIANTS["mt2"]
     input_bins: int = WINDOW_BINS
-    frames_per_token: int = 1
+    frames_per_token: int = 4
     max_tokens: int = 126  # learned positions (4 s at 31.25 frames/s); interpolated otherwise
     depth: int = 4
     heads: int = 4
@@ -59,7 +62,7 @@ class ModelConfig:
     register: str = "linear"
     # stop gradients from the invariant stream and the contrastive head into the equivariant
     # stream: NT-Xent reads its roll-invariant summaries but does not train it (recipe lever)
-    detach_summaries: bool = False
+    detach_summaries: bool = True
     pc_basis: str = "fourier"
     # class tokens: add the mean of the frame tokens to each (ViT-1D); off by default
     class_token_mean: bool = False
@@ -133,6 +136,8 @@ def make_config(preset: str = "mt2-mini", variant: str = "mt2", **overrides) -> 
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    shape = {k: v for k, v in PRESETS[preset].items() if variant == "mt2" or k not in TWO_TOKEN_ONLY}
+    shape = dict(PRESETS[preset])
+    if variant != "mt2":
+        shape.update({k: False for k in TWO_TOKEN_ONLY})  # off for one token (see TWO_TOKEN_ONLY)
     values = {**shape, "roles": VARIANTS[variant], **overrides}
     return ModelConfig(**values)

@@ -21,7 +21,8 @@ import yaml
 
 from mt2.model import ModelConfig, make_config
 from mt2.data.views import ViewConfig
-from mt2.training.objective import CONTRASTIVE_PAIRS
+from mt2.losses.ntxent import DEFAULT_TEMPERATURE
+from mt2.training.objective import CONTRASTIVE_PAIRS, DEFAULT_CONTRASTIVE_PAIR
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 #: Keys whose mappings are merged key by key when configurations are layered.
@@ -30,7 +31,10 @@ MERGED_KEYS = ("model", "views")
 
 @dataclass
 class PretrainConfig:
-    """Hyper-parameters of a run; the comments of ``mt2/configs/mt2-mini.yaml`` explain each."""
+    """Hyper-parameters of a run; the comments of ``mt2/configs/mt2-mini.yaml`` explain each.
+
+    The defaults are the packaged recipe, ``load_config("mt2-mini")``, field by field (tested).
+    """
 
     preset: str = "mt2-mini"
     variant: str = "mt2"
@@ -41,11 +45,11 @@ class PretrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     warmup: int = 50
     grad_clip: float = 1.0
-    temperature: float = 0.1
+    temperature: float = DEFAULT_TEMPERATURE
     balance_weight: float = 0.0
-    contrastive_pair: str = "AB"
+    contrastive_pair: str = DEFAULT_CONTRASTIVE_PAIR
     batch_size: int = 32
-    max_steps: int = 10000
+    max_steps: int = 1500
     seed: int = 0
     num_workers: int = 0
     precision: str = "auto"

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mt2.losses import cpsd_loss, masked_prediction_loss, nt_xent_loss
+from mt2.losses.ntxent import DEFAULT_TEMPERATURE
 from mt2.model import MT2Model
 from mt2.model.masked import span_mask
 from mt2.data.views import Views
@@ -49,15 +50,17 @@ def masked_losses(model: MT2Model, views: Views, generator: np.random.Generator)
 #: transposed by k semitones against segment B: the pair differs in register, so register alone
 #: cannot identify it).
 CONTRASTIVE_PAIRS = ("AB", "CB")
+#: The recipe's pair (round 2, docs/recipe.md): the default of :class:`~mt2.training.config.PretrainConfig` and :func:`ssl_losses`.
+DEFAULT_CONTRASTIVE_PAIR = "CB"
 
 
 def ssl_losses(
     model: MT2Model,
     views: Views,
-    temperature: float = 0.1,
+    temperature: float = DEFAULT_TEMPERATURE,
     balance_weight: float = 0.0,
     generator: np.random.Generator | None = None,
-    contrastive_pair: str = "AB",
+    contrastive_pair: str = DEFAULT_CONTRASTIVE_PAIR,
 ) -> Losses:
     """Run A, B (and C when there is an equivariant token or the pair uses it) through ``model`` in one batch.
 
