@@ -206,3 +206,21 @@ def test_cli_option_parses_and_refuses_a_negative_count(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["study", "--corpus", "c", "--transpositions", "-2"])
     assert "-2 pieces" in capsys.readouterr().err
+
+
+def test_study_runs_are_model_folders_that_mt2_load_opens(tmp_path):
+    import mt2
+    from mt2.inference import Encoder
+    from mt2.inference.calibration import Calibration
+    from mt2.study import save_run
+    from mt2.training.config import PretrainConfig
+
+    config = PretrainConfig(max_steps=3)
+    encoder = Encoder(mt2.build_model("mt2-mini", "mt2"), calibration=Calibration(rotation=5, direction=-1),
+                      training={"pretrain_config": config.to_dict(), "step": 3})
+    save_run(encoder, tmp_path / "run")
+    loaded = mt2.load(tmp_path / "run")
+    audio = np.random.default_rng(0).standard_normal(16000 * 5).astype(np.float32)
+    np.testing.assert_array_equal(loaded.embed(audio, 16000).clip, encoder.embed(audio, 16000).clip)
+    assert loaded.calibration.rotation == 5 and loaded.training_info["pretrain_config"]["max_steps"] == 3
+    assert PretrainConfig.from_dict(loaded.training_info["pretrain_config"]) == config

@@ -143,12 +143,13 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
             **evaluate(model, cache, manifest, config.view_config().compression, seed),
             "curve": curve[:: max(1, len(curve) // 100)],
         }
+        fitted = result.get("calibration", {})
+        calibration = Calibration.from_dict(fitted) if "rotation" in fitted else None
+        encoder = Encoder(model, calibration=calibration, compression=config.view_config().compression,
+                          training={"pretrain_config": config.to_dict(), "step": steps, "study": name})
         if transpositions:
-            fitted = result.get("calibration", {})
-            calibration = Calibration.from_dict(fitted) if "rotation" in fitted else None
-            encoder = Encoder(model, calibration=calibration, compression=config.view_config().compression)
             result["transpositions"] = transposition_measure(encoder, transpositions, seed)
-        save_run(model, config, out / "models" / f"{name}-s{seed}-{steps}")
+        save_run(encoder, out / "models" / f"{name}-s{seed}-{steps}")
         results.append(_record(result, out, log))
     return results
 
@@ -205,14 +206,11 @@ def transposition_measure(encoder: Encoder, pieces: int, seed: int) -> dict:
     return transposition_consistency(encoder, pieces, seed)
 
 
-def save_run(model: MT2Model, config: PretrainConfig, folder: Path) -> None:
-    """Keep a study model: ``model.safetensors`` and ``study.json`` (its model config and its
-    pretraining config, :meth:`PretrainConfig.to_dict`)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "study.json").write_text(json.dumps({"model": model.config.to_dict(), "pretrain_config": config.to_dict()}, indent=1))
+def save_run(encoder: Encoder, folder: Path) -> None:
+    """Keep a study model as a model folder (:meth:`~mt2.inference.Encoder.save_pretrained`:
+    ``model.safetensors`` + ``config.json``, with the calibration the study fitted and the
+    pretraining config under ``training``), so that ``mt2.load(folder)`` opens it."""
+    encoder.save_pretrained(folder)
 
 
 COLUMNS = [
