@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from mt2.cli import main
@@ -21,7 +22,15 @@ def test_quick_perf_run_writes_report_and_json(tmp_path, capsys):
     assert set(results["sections"]) == {"cqt", "embed", "memory", "training"}
     embed = results["sections"]["embed"]["result"]
     assert {row["backend"] for row in embed["rows"]} == {"nnaudio", "fast", "-"}
-    assert all(row["realtime"] > 0 and row["gflop_per_second"] > 0 for row in embed["rows"])
+    mert = next(row for row in embed["rows"] if row["backend"] == "-")
+    for row in embed["rows"]:
+        assert row["realtime"] * row["seconds"] == pytest.approx(2.0)  # --seconds 2 of audio per timed call
+        assert row["vs_mert"] == pytest.approx(mert["seconds"] / row["seconds"])
+        assert row["gflop_per_second"] > 0
+    by_model = {}
+    for row in embed["rows"]:  # the backend changes the CQT's code, not the model or its counted work
+        by_model.setdefault(row["model"], set()).add((row["parameters"], row["gflop_per_second"]))
+    assert all(len(values) == 1 for values in by_model.values())
     assert all(row["within_tolerance"] for row in results["sections"]["cqt"]["result"]["agreement"])
     memory = results["sections"]["memory"]["result"]
     assert [row["minutes"] for row in memory] == [0.03, 0.06, 0.06, 0.06]  # every layout at the longest
