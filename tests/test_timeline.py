@@ -5,6 +5,7 @@ import hashlib
 import io
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,94 @@ def test_no_key_windows_make_no_key_segments():
     assert [s.label for s in timeline.segments] == ["D# major", "X", "D# major"] or [s.label for s in timeline.segments] == ["Eb major", "X", "Eb major"]
     assert timeline.switches == 0
     assert timeline.segments[1].key is None and timeline.segments[1].confidence == 0
+
+
+# -- the API on the shipped model, and the CLI -----------------------------------------------------------
+def _chords(seconds, roots=(0, 5, 7, 0), sr=SR):
+    """Harmonic tones of a I-IV-V-I progression in C major (one chord per second, looping)."""
+    t = np.arange(int(seconds * sr)) / sr
+    audio = np.zeros_like(t)
+    for i in range(int(np.ceil(seconds))):
+        root = roots[i % len(roots)]
+        span = (t >= i) & (t < i + 1)
+        for pc in (0, 4, 7):
+            f = 261.63 * 2 ** ((root + pc) / 12)
+            for h in range(1, 5):
+                audio[span] += np.sin(2 * np.pi * f * h * t[span]) / h
+        audio[span] += np.sin(2 * np.pi * 65.41 * 2 ** (root / 12) * t[span])
+    return (0.1 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    import mt2
+
+    return mt2.load("mt2")
+
+
+def test_silence_within_a_file_is_a_no_key_segment(encoder):
+    audio = np.concatenate([_chords(12), np.zeros(12 * SR, np.float32), _chords(12)])
+    timeline = encoder.key_timeline(audio, SR)
+    assert timeline.segments[0].start == 0 and timeline.segments[-1].end == pytest.approx(36.0)
+    assert all(a.end == b.start for a, b in zip(timeline.segments, timeline.segments[1:]))
+    labels = timeline.labels_at(np.array([6.0, 18.0, 30.0]))
+    assert labels[1] == "X" and labels[0] != "X" and labels[2] != "X"
+    assert encoder.key_timeline(np.zeros(5 * SR, np.float32), SR).labels_at(np.array([2.0])) == ["X"]
+
+
+def test_key_timeline_methods_and_file(encoder, tmp_path):
+    import soundfile as sf
+
+    audio = _chords(20)
+    sf.write(tmp_path / "c.wav", audio, SR)
+    from_file = encoder.key_timeline_file(tmp_path / "c.wav", switch_penalty=1000.0)
+    assert len(from_file.segments) == 1 and from_file.segments[0].key is not None
+    assert from_file.hop == pytest.approx(encoder.window_samples / 4 / SR, rel=0.01)
+    template = encoder.key_timeline(audio, SR, method="template", switch_penalty=1000.0, passes=2)
+    assert template.segments[0].key == "C major" and template.method == "template"
+    with pytest.raises(ValueError):
+        encoder.key_timeline(audio, SR, method="other")
+
+
+def test_cli_timeline_json_csv_and_plot(tmp_path, capsys):
+    import soundfile as sf
+
+    from mt2.cli import main
+
+    for name, audio in (("a.wav", _chords(14)), ("b.wav", np.concatenate([_chords(8), np.zeros(8 * SR, np.float32)]))):
+        sf.write(tmp_path / name, audio, SR)
+    status = main(["key", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--timeline", "--json",
+                   "--csv", str(tmp_path / "out.csv"), "--plot", str(tmp_path / "t.png"), "--switch-penalty", "10"])
+    assert status == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [Path(r["path"]).name for r in results] == ["a.wav", "b.wav"]
+    for r in results:
+        assert r["switch_penalty"] == 10 and r["segments"][0]["start"] == 0
+        assert r["segments"][-1]["end"] == pytest.approx(r["duration"], abs=1e-3)
+    assert results[1]["segments"][-1]["key"] == "X"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
+    assert len(rows) == sum(len(r["segments"]) for r in results) and set(rows[0]) == {"path", "start", "end", "key", "confidence"}
+    for name in ("t-a.png", "t-b.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["key", str(tmp_path / "a.wav"), "--timeline"]) == 0
+    assert "\t" in capsys.readouterr().out
+    assert main(["key", str(tmp_path / "a.wav"), "--plot", str(tmp_path / "x.png")]) == 2
+
+
+def test_the_measure_scores_a_perfect_and_a_flat_timeline():
+    from mt2.inference.timeline import KeySegment, KeyTimeline
+    from mt2.study.timeline import Piece, paired_bootstrap, score_piece
+
+    piece = Piece(Path("x.flac"), [(0.0, 10.0, "C major"), (10.0, 20.0, "G major")])
+
+    def timeline(segments):
+        return KeyTimeline([KeySegment(*s, 0.5) for s in segments], np.zeros(0), [], np.zeros(0), 20.0, 1.0)
+
+    perfect = score_piece(timeline([(0, 11, "C major"), (11, 20, "G major")]), piece)
+    assert perfect["weighted"] == pytest.approx(0.95) and perfect["hits"] == 1 and perfect["errors"] == [1.0]
+    flat = score_piece(timeline([(0, 20, "C major")]), piece)
+    assert flat["weighted"] == pytest.approx(0.5)  # mir_eval: C for G is a fifth below, 0 and flat["hits"] == 0 and flat["switches"] == 0
+    one_key = Piece(Path("y.flac"), [(0.0, 20.0, "A minor")])
+    assert not one_key.modulates and score_piece(timeline([(0, 11, "C major"), (11, 20, "G major")]), one_key)["switches"] == 1
+    r = paired_bootstrap((np.array([1.0, 1, 1]), np.ones(3)), (np.array([0.0, 0, 1]), np.ones(3)), resamples=200)
+    assert r["difference"] == pytest.approx(2 / 3) and r["difference_interval"][0] >= 0

@@ -36,6 +36,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--split", choices=("train", "valid", "test"), default=None,
         help="with --labels: only the files of this split of the manifest (e.g. the corpus test split)",
     )
+    timeline = parser.add_argument_group("key over time (--timeline; mt2.inference.timeline)")
+    timeline.add_argument(
+        "--timeline", action="store_true",
+        help="the local key over time instead of one key per file: segments (start, end, key, confidence), one line "
+        "per segment (path, start s, end s, key, confidence); key X: no key (silence, noise). With --json, one object per "
+        "file with duration, switch_penalty, hop and segments",
+    )
+    timeline.add_argument(
+        "--switch-penalty", type=float, default=None, metavar="NATS",
+        help="with --timeline: log-probability a key change must win by (nats); larger: fewer, surer changes, 0: each "
+        "window's own key (default: mt2.inference.timeline.DEFAULT_SWITCH_PENALTY, tuned on rendered modulating pieces)",
+    )
+    timeline.add_argument(
+        "--passes", type=int, default=None,
+        help="with --timeline: embedding passes, each shifted by 1/PASSES of the 4-s window; the hop between key "
+        "decisions is 4 s / PASSES (default: mt2.inference.timeline.DEFAULT_PASSES)",
+    )
+    timeline.add_argument("--csv", type=Path, default=None, metavar="FILE.csv",
+                          help="with --timeline: also write the segments of every file as CSV (path,start,end,key,confidence)")
+    timeline.add_argument(
+        "--plot", type=Path, default=None, metavar="FILE.png",
+        help="with --timeline: draw the key strip over time with the confidence beneath (needs matplotlib); with several "
+        "files, one picture each, named FILE-<file name>.png",
+    )
     parser.set_defaults(func=run)
 
 
@@ -68,6 +92,12 @@ def report_scores(results: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if not args.timeline and (args.csv or args.plot or args.switch_penalty is not None or args.passes is not None):
+        print("error: --csv, --plot, --switch-penalty and --passes go with --timeline", file=sys.stderr)
+        return 2
+    if args.timeline and args.labels is not None:
+        print("error: --labels scores one key per file; for timelines use mt2 study --timeline", file=sys.stderr)
+        return 2
     if args.split is not None and args.labels is None:
         print("error: --split needs --labels (the manifest that says which file is in which split)", file=sys.stderr)
         return 2
@@ -87,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args, lambda e: e.check_key_support())
     if encoder is None:
         return 2
+    if args.timeline:
+        return run_timeline(args, encoder, files)
     results = []
 
     def key_one(path, relative) -> None:
@@ -104,4 +136,47 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
     if args.labels is not None:
         report_scores(results)
+    return status
+
+
+def run_timeline(args: argparse.Namespace, encoder, files) -> int:
+    """``mt2 key --timeline``: segments per file on stdout (lines or JSON), optional CSV and pictures."""
+    import csv
+
+    from tqdm import tqdm
+
+    from mt2.inference.timeline import DEFAULT_PASSES, DEFAULT_SWITCH_PENALTY
+
+    options = {"switch_penalty": DEFAULT_SWITCH_PENALTY if args.switch_penalty is None else args.switch_penalty,
+               "passes": DEFAULT_PASSES if args.passes is None else args.passes, "batch_size": args.batch_size}
+    if options["switch_penalty"] < 0 or options["passes"] < 1:
+        print("error: --switch-penalty must be >= 0 and --passes >= 1", file=sys.stderr)
+        return 2
+    if args.plot is not None:
+        from mt2.cli._timeline import plot_paths, plot_timeline
+
+        pictures = dict(zip((p for p, _ in files), plot_paths(args.plot, [p for p, _ in files])))
+    results, rows = [], []
+
+    def timeline_one(path, relative) -> None:
+        timeline = encoder.key_timeline_file(path, **options)
+        results.append({"path": str(path), **timeline.to_dict()})
+        from mt2.cli._timeline import csv_rows
+
+        rows.extend(csv_rows(path, timeline))
+        if not args.json:
+            for s in timeline.segments:
+                tqdm.write(f"{path}\t{s.start:.2f}\t{s.end:.2f}\t{s.label}\t{s.confidence:.3f}", file=sys.stdout)
+        if args.plot is not None:
+            plot_timeline(timeline, pictures[path], f"{path.name}: local key (switch penalty {timeline.switch_penalty:g})")
+
+    status = for_each_file(files, timeline_one, "key timeline")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if args.csv is not None:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "start", "end", "key", "confidence"])
+            writer.writerows(rows)
     return status

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train each named configuration for --steps steps on the corpus train split, evaluate on "
         "its test split, append a JSON line per run to OUT/runs.jsonl and rewrite OUT/table.md.",
     )
-    parser.add_argument("--corpus", type=Path, required=True, help="folder written by `mt2 corpus render` (with manifest.jsonl)")
+    parser.add_argument("--corpus", type=Path, default=None, help="folder written by `mt2 corpus render` (with manifest.jsonl); required unless --timeline")
     parser.add_argument("--configs", default="pc", help=f"comma-separated configuration names; overlays of the shipped recipe (mt2.study.OVERLAYS): {', '.join(sorted(OVERLAYS))}")
     parser.add_argument("--steps", type=int, default=PretrainConfig.max_steps,
                         help=f"training steps per configuration (batch {PretrainConfig.batch_size} tracks; default: the recipe's {PretrainConfig.max_steps})")
@@ -37,6 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "details under 'transpositions' in runs.jsonl; a trained run uses the calibration fitted by its evaluation); "
         "0 = off (default: 0)",
     )
+    parser.add_argument(
+        "--timeline", type=Path, default=None, metavar="FOLDER",
+        help="instead of training: measure the key timeline (mt2.study.timeline) on FOLDER, rendered with `mt2 corpus "
+        "render FOLDER --size modulations --seed S`: MIREX-weighted share of time with the right local key, boundaries "
+        "found within 2 s, boundary error, spurious switches on pieces in one key, for MT2 (--model) and a template "
+        "baseline on the same windows, with paired bootstrap intervals; writes OUT/timeline.md and OUT/timeline.json",
+    )
+    parser.add_argument("--timeline-valid", type=Path, default=None, metavar="FOLDER",
+                        help="with --timeline: a modulations corpus of another seed on which each system's switch penalty is tuned "
+                        "(default: no tuning, the default penalty for both)")
+    parser.add_argument("--model", default="mt2", help="with --timeline: shipped model name or saved folder (default: mt2)")
+    parser.add_argument("--passes", type=int, default=None, help="with --timeline: embedding passes (default: mt2.inference.timeline.DEFAULT_PASSES)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.set_defaults(func=run)
 
@@ -47,6 +60,17 @@ def run(args: argparse.Namespace) -> int:
     from mt2.study import evaluate_pretrained, run_study
 
     torch.set_num_threads(args.threads)
+    if args.timeline is not None:
+        from mt2.inference import load
+        from mt2.inference.timeline import DEFAULT_PASSES
+        from mt2.study.timeline import report_lines, run_timeline_study
+
+        result = run_timeline_study(load(args.model), args.timeline, args.timeline_valid, args.out, args.passes or DEFAULT_PASSES)
+        print("\n".join(report_lines(result)))
+        return 0
+    if args.corpus is None:
+        print("error: --corpus is required (unless --timeline)", file=sys.stderr)
+        return 2
     if args.evaluate:
         evaluate_pretrained(args.corpus, args.evaluate, args.out, seed=args.seed, transpositions=args.transpositions)
     else:

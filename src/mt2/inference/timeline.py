@@ -22,7 +22,7 @@ unless nothing else is left.
   the template rule made soft: ``P(major | s) = sigmoid(TEMPLATE_MODE_SHARPNESS * (r_major - r_minor))``
   with ``r`` the Krumhansl-Kessler correlations of the two keys of ``s`` with the window's chroma;
 - the 24-key probability ``P(s, m) = P(s) P(m | s)``;
-- no key: :func:`window_has_key` (level and spectral peakiness of each window, the rule of
+- no key: :func:`window_has_key` (level and tonality of each window, the rule of
   :meth:`Encoder.key` applied per window).
 
 **Smoothing.** A Viterbi pass over the 24 keys and a no-key state maximises
@@ -37,11 +37,6 @@ modulating pieces of a validation seed (``mt2 study --timeline``), never on the 
 **Template baseline** (:func:`template_evidence`): the same windows and the same smoothing,
 with ``P(key)`` the softmax of ``TEMPLATE_SHARPNESS`` times the Krumhansl-Kessler
 correlations of each window's chroma (:func:`mt2.keys.template_key`).
-
-Note for the no-key decision: :func:`window_has_key` reads ``encoder.silence_db``,
-``encoder.min_peakiness`` and :func:`mt2.inference.encoder.peakiness` per window, the same
-statistics as the clip-level rule. When the clip-level rule is replaced, replace this
-function's body with a call to the per-window form of the new rule.
 """
 from __future__ import annotations
 
@@ -249,19 +244,20 @@ def _embed_passes(encoder, audio16: np.ndarray, passes: int, batch_size: int):
     return results
 
 
-def window_has_key(encoder, spectrum: np.ndarray, rms: np.ndarray) -> np.ndarray:
-    """``(W,)`` True where a window has a key: level at least ``encoder.silence_db`` and spectral
-    peakiness at least ``encoder.min_peakiness`` (the clip-level rule of :meth:`Encoder.key`, per window)."""
-    from mt2.inference.encoder import peakiness
+def window_has_key(encoder, spectrum: np.ndarray, rms: np.ndarray, window_lengths: np.ndarray) -> np.ndarray:
+    """``(W,)`` True where a window has a key: level at least ``encoder.silence_db`` and
+    tonality at least ``encoder.min_tonality`` (the clip-level rule of :meth:`Encoder.key`, per
+    window: :func:`mt2.inference.key_decision.window_tonality`)."""
+    from mt2.inference.key_decision import window_tonality
 
     with np.errstate(divide="ignore"):
         level = 20 * np.log10(np.asarray(rms, np.float64))
-    return (level >= encoder.silence_db) & (peakiness(spectrum) >= encoder.min_peakiness)
+    return (level >= encoder.silence_db) & (window_tonality(spectrum, window_lengths) >= encoder.min_tonality)
 
 
 def _gather(encoder, audio, sr: float, passes: int, batch_size: int):
     """Windows of every pass, sorted by centre: starts, lengths, the embeddings' rows."""
-    from mt2.inference.encoder import to_model_rate
+    from mt2.inference.windows import to_model_rate
 
     audio16 = to_model_rate(audio, sr)
     duration = len(audio16) / encoder.sample_rate
@@ -320,7 +316,7 @@ def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch
     """``(mt2 evidence, template evidence)`` from the same windows of one set of passes."""
     starts, lengths, duration, rows = _gather(encoder, audio, sr, passes, batch_size)
     chroma = _chroma(encoder, rows["spectrum"])
-    has_key = window_has_key(encoder, rows["spectrum"], rows["rms"])
+    has_key = window_has_key(encoder, rows["spectrum"], rows["rms"], lengths)
     centres = starts + lengths / 2
     signatures = encoder.calibration.signature_probabilities(rows["bins"])  # (T, 12) by signature
     modes = _mode_given_signature(encoder, rows["bins"], rows["tokens"], chroma)

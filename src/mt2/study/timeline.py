@@ -46,7 +46,7 @@ BOUNDARY_TOLERANCE = 2.0
 #: Frames per second of the weighted score's grid.
 FRAME_RATE = 10.0
 #: Switch penalties (nats) tried on the validation corpus.
-PENALTY_GRID = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0)
+PENALTY_GRID = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0)
 #: Bootstrap resamples and interval level.
 RESAMPLES = 2000
 LEVEL = 0.95
