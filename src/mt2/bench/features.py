@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from mt2.audio import AudioError, load_audio
+from mt2.inference.encoder import DEFAULT_BATCH_SIZE
 
 #: Readout that asks an encoder for its zero-shot key instead of an embedding.
 ZERO_SHOT = "zero-shot"
@@ -239,7 +240,7 @@ def extract(
 class EncoderExtractor:
     """An :class:`mt2.inference.Encoder` used through ``embed`` and ``key_of`` only."""
 
-    def __init__(self, label: str, encoder, batch_size: int = 16) -> None:
+    def __init__(self, label: str, encoder, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.label = label
         self.encoder = encoder
         self.batch_size = batch_size

@@ -21,7 +21,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", default="mt2",
         help="shipped model name (mt2, contrastive, equivariant) or folder written by save_pretrained (default: mt2)",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="4-s windows per forward pass (default: 16)")
+    from mt2.inference.encoder import DEFAULT_BATCH_SIZE
+
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"4-s windows per forward pass (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
 
 

@@ -28,7 +28,7 @@ import torch
 
 from mt2.data.views import SEGMENT_FRAMES
 from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, model_window
-from mt2.inference.encoder import cut_windows
+from mt2.inference.encoder import DEFAULT_BATCH_SIZE, cut_windows
 from mt2.perf.measure import best_times
 
 #: Largest differences allowed between the backends' model windows (window mean = 1).
@@ -39,7 +39,7 @@ WINDOW_SECONDS = WINDOW_SAMPLES / SAMPLE_RATE
 SIGNIFICANT = 0.01
 
 
-def model_windows(magnitude: Callable[[torch.Tensor], torch.Tensor], audio: np.ndarray, batch_size: int = 16) -> torch.Tensor:
+def model_windows(magnitude: Callable[[torch.Tensor], torch.Tensor], audio: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
     """The model inputs ``(W, 84, 126)`` of ``audio`` (16 kHz) with CQT ``magnitude``, as the encoder cuts them."""
     batches = []
     with torch.inference_mode():
