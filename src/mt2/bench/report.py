@@ -217,6 +217,10 @@ def render_markdown(results: dict) -> str:
             for item in results["skipped"]] + [""]
     if results["failed_files"]:
         lines += ["## Unreadable files (left out)", ""] + [f"- `{path}`" for path in results["failed_files"]] + [""]
+    if results.get("real"):
+        from mt2.bench.real import real_markdown
+
+        lines += real_markdown(results["real"])
     return "\n".join(lines)
 
 

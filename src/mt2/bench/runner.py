@@ -90,6 +90,8 @@ class BenchConfig:
     corpus_size: str = "small"
     corpus_seed: int = 0
     progress: bool = True
+    real: str | None = None  # a real-music corpus (mt2 corpus real): the real-recordings section (mt2.bench.real)
+    real_only: bool = False  # only that section, no corpus tasks
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -328,7 +330,7 @@ def run_benchmark(config: BenchConfig) -> dict:
     started = time.perf_counter()
     tasks = [TASKS[name] for name in config.tasks]
     cache = FeatureCache(config.cache)
-    datasets = load_datasets(config)
+    datasets = [] if config.real_only else load_datasets(config)
     systems = load_systems(config)
     for system in systems:
         if system.error:
@@ -375,10 +377,24 @@ def run_benchmark(config: BenchConfig) -> dict:
         "failed_files": sorted(set(failed_files)),
     }
     results["claims"] = assess_claims(results, statistics)
+    if config.real is not None:
+        results["real"] = _real_section(systems, config, cache)
     timing["statistics"] = time.perf_counter() - tick
     results["timing_s"] = {**timing, "total": time.perf_counter() - started}
     write_report(results, config.out)
     return results
+
+
+def _real_section(systems: list[System], config: BenchConfig, cache: FeatureCache) -> dict:
+    """The real-recordings section (:mod:`mt2.bench.real`) for the loaded pretrained models."""
+    from mt2.bench.real import RealSettings, run_real
+
+    tick = time.perf_counter()
+    encoders = {s.label: s.extractor.encoder for s in systems if not s.error and s.kind == "pretrained"}
+    settings = RealSettings(config.real, list(config.seeds), config.resamples, config.probe_steps, progress=config.progress)
+    section = run_real(encoders, settings, cache, Path(config.cache or config.out))
+    section["seconds"] = time.perf_counter() - tick
+    return section
 
 
 def _groups(examples: list[Example]) -> list[str]:

@@ -85,6 +85,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the embedded corpus for --data corpus (default: 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="4-s windows per forward pass (default: 16)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
+    parser.add_argument("--real", default=None, metavar="DIR",
+                        help="a real-music corpus written by `mt2 corpus real DIR`: adds the real-recordings section "
+                        "(soundtrack identification against MFCC, same-track retrieval, key without labels: transpositions "
+                        "followed, no-key rate, agreement with essentia and madmom where installed); skipped with a "
+                        "message when DIR holds no corpus")
+    parser.add_argument("--real-only", action="store_true", help="with --real: only the real-recordings section (no corpus tasks)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.set_defaults(func=run)
 
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             models=args.models, readouts=args.readouts, layers=args.layers, tasks=args.tasks, data=args.data, out=args.out,
             cache=None if args.no_cache else args.cache, encoders=args.encoders, seeds=args.seeds,
             probe_steps=args.probe_steps, resamples=args.resamples, batch_size=args.batch_size, device=args.device,
-            corpus_size=args.corpus_size, corpus_seed=args.corpus_seed,
+            corpus_size=args.corpus_size, corpus_seed=args.corpus_seed, real=args.real, real_only=args.real_only,
         )
         results = run_benchmark(config)
     except (ValueError, FileNotFoundError) as error:

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: no tuning, the default penalty for both)")
     parser.add_argument("--model", default="mt2", help="with --timeline: shipped model name or saved folder (default: mt2)")
     parser.add_argument("--passes", type=int, default=None, help="with --timeline: embedding passes (default: mt2.inference.timeline.DEFAULT_PASSES)")
+    parser.add_argument("--real", type=Path, default=None, metavar="FOLDER",
+                        help="a real-music corpus written by `mt2 corpus real`; with training or --evaluate, each row also gets the "
+                        "real-music measures (transpositions followed, no key, same-track top-1, soundtrack kNN; "
+                        "mt2.training.real_evaluation)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.set_defaults(func=run)
 
@@ -72,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: --corpus is required (unless --timeline)", file=sys.stderr)
         return 2
     if args.evaluate:
-        evaluate_pretrained(args.corpus, args.evaluate, args.out, seed=args.seed, transpositions=args.transpositions)
+        evaluate_pretrained(args.corpus, args.evaluate, args.out, seed=args.seed, transpositions=args.transpositions, real=args.real)
     else:
         names = [n.strip() for n in args.configs.split(",") if n.strip()]
-        run_study(args.corpus, names, args.steps, args.out, args.seed, transpositions=args.transpositions)
+        run_study(args.corpus, names, args.steps, args.out, args.seed, transpositions=args.transpositions, real=args.real)
     print((args.out / "table.md").read_text())
     return 0

@@ -11,7 +11,11 @@ recipe. Training is the one step of :mod:`mt2.training.step`; the metrics are
 :func:`mt2.training.evaluation.evaluate` (its docstring defines each column). With
 ``transpositions`` pieces, each run also gets the transposition consistency of its key estimate
 (:mod:`mt2.study.transposition`), under ``transpositions`` in its JSON line and as the
-``transp.`` columns of the table.
+``transp.`` columns of the table. With a real-music corpus (``real``, from ``mt2 corpus real``),
+each run also gets the real-music measures of :func:`mt2.training.real_evaluation.real_measures`
+(transpositions followed, no-key rate, same-track retrieval, soundtrack kNN; the excerpts of
+``mt2 bench --real``), under ``real`` and as the ``real`` columns: a change that helps the corpus
+split and hurts real music shows in the same row.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from mt2.model import MT2Model
 from mt2.tables import markdown_table
 from mt2.training.config import PretrainConfig, load_config
 from mt2.training.evaluation import evaluate
+from mt2.training.real_evaluation import real_measures
 from mt2.training.step import make_optimizer, train_step
 from mt2.data.views import sample_views
 
@@ -113,7 +118,8 @@ def load_corpus(corpus: Path, cache_dir: Path) -> tuple[list[dict], CQTCache]:
     return manifest, cache
 
 
-def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int = 0, log=print, transpositions: int = 0) -> list[dict]:
+def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int = 0, log=print, transpositions: int = 0,
+              real: Path | None = None) -> list[dict]:
     """Train and evaluate each named configuration (:func:`study_config`); append results to
     ``out/runs.jsonl``, keep each model in ``out/models/NAME-sSEED-STEPS`` and rewrite ``out/table.md``.
     With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces (the
@@ -149,12 +155,15 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
                           training={"pretrain_config": config.to_dict(), "step": steps, "study": name})
         if transpositions:
             result["transpositions"] = transposition_measure(encoder, transpositions, seed)
+        if real is not None:
+            result["real"] = real_measures(encoder, real, out / "cache")
         save_run(encoder, out / "models" / f"{name}-s{seed}-{steps}")
         results.append(_record(result, out, log))
     return results
 
 
-def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print, seed: int = 0, transpositions: int = 0) -> list[dict]:
+def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print, seed: int = 0, transpositions: int = 0,
+                        real: Path | None = None) -> list[dict]:
     """Study metrics of exported models (``mt2 export`` folders) on the corpus test split, appended
     to ``out/runs.jsonl`` like trained configurations (``steps`` from the folder's training record).
     With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces."""
@@ -175,6 +184,8 @@ def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print,
         }
         if transpositions:
             result["transpositions"] = transposition_measure(encoder, transpositions, seed)
+        if real is not None:
+            result["real"] = real_measures(encoder, real, out / "cache")
         results.append(_record(result, out, log))
     return results
 
@@ -220,6 +231,8 @@ COLUMNS = [
     ("instrument_knn", "instr. kNN tok1"), ("instrument_knn_input", "instr. kNN input"),
     ("token_cosine", "cos(tok0, tok1) notes"), ("token_cosine_music", "cos(tok0, tok1) music"), ("distinct_outputs", "distinct"), ("segment_agreement", "seg. agree"),
     ("transpositions.timgm6mb.consistency", "transp. TimGM"), ("transpositions.merlin.consistency", "transp. Merlin"),
+    ("real.followed", "real: transp. followed"), ("real.no_key", "real: no key"), ("real.retrieval_top1", "real: same-track top-1"),
+    ("real.soundtrack_knn", "real: soundtrack kNN"),
 ]
 
 

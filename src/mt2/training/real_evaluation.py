@@ -1,0 +1,198 @@
+"""Real-music measures shared by the benchmark's real-recordings section (:mod:`mt2.bench.real`)
+and the recipe study (:mod:`mt2.study`): excerpts of the real-music corpus (``mt2 corpus real``)
+cut once and cached, pitch shifts by resampling, and point values of the label-free measures
+through the public inference API (``encoder.embed``, ``encoder.key``).
+
+Excerpts (:func:`make_excerpts`) are cached as 16 kHz mono FLAC (the folder is named by a hash
+of the manifest and the settings): per track, evenly spaced crops of :data:`EXCERPT_SECONDS`
+(:data:`EXCERPTS` per track by split), read with a seek (no whole track is decoded); each test
+excerpt is also shifted by ``n`` semitones, ``n`` in :data:`SHIFTS` (-5..+6), **by
+resampling**: ``2^(n/12)`` times the excerpt's length is read and resampled as if it had been
+recorded at ``16000 x 2^(n/12)`` Hz, which moves every pitch by exactly ``n`` semitones (and
+the tempo with it).
+
+:func:`real_measures` gives the study's columns: ``followed`` (share of (test excerpt,
+``n != 0``) pairs whose estimate moved by exactly ``n``, same mode; "no key" on either is not
+followed), ``no_key`` (share of unshifted test excerpts answered "no key"), ``retrieval_top1``
+and ``retrieval_mrr`` (the two excerpts of each test track, each querying the other test
+excerpts by cosine of the average embedding standardised with the training excerpts' mean and
+standard deviation) and ``soundtrack_knn`` (nearest training excerpt's soundtrack, same
+features). The benchmark scores the same excerpts with intervals, a linear probe and MFCC,
+essentia and madmom beside.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mt2.keys import PITCH_NAMES_SHARP, key_name
+
+SAMPLE_RATE = 16000
+EXCERPT_SECONDS = 10.0
+#: Excerpts per track by split.
+EXCERPTS = {"train": 3, "valid": 2, "test": 2}
+#: Semitone shifts of the key measures (0 is the excerpt itself).
+SHIFTS = tuple(range(-5, 7))
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A cached excerpt: track, split, which excerpt of the track, semitone shift."""
+
+    path: Path
+    track: str
+    soundtrack: str
+    split: str
+    index: int
+    shift: int = 0
+
+
+def read_manifest(folder: str | os.PathLike) -> tuple[Path, list[dict]]:
+    """The corpus folder and its rows.
+
+    Raises:
+        FileNotFoundError: no ``manifest.jsonl`` of ``mt2 corpus real`` there.
+    """
+    folder = Path(folder)
+    manifest = folder / "manifest.jsonl" if folder.is_dir() else folder
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{folder}: no real-music corpus (write one with `mt2 corpus real {folder}`)")
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows or any(r.get("source") != "real" or not r.get("soundtrack") for r in rows):
+        raise FileNotFoundError(f"{manifest}: not a manifest of `mt2 corpus real` (rows need source 'real' and a soundtrack)")
+    return manifest.parent, rows
+
+
+def _read_segment(path: Path, start: float, seconds: float) -> np.ndarray:
+    """``seconds`` of mono audio at 16 kHz from ``start`` (s), read with a seek."""
+    with sf.SoundFile(path) as handle:
+        rate = handle.samplerate
+        handle.seek(min(int(start * rate), max(0, handle.frames - 1)))
+        block = handle.read(int(round(seconds * rate)), dtype="float32", always_2d=True).mean(axis=1)
+    return soxr.resample(block, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else block
+
+
+def shift_by_resampling(audio: np.ndarray, semitones: int) -> np.ndarray:
+    """Pitch (and tempo) moved by ``semitones``: the signal resampled as if recorded at ``2^(n/12)`` x 16 kHz."""
+    if semitones == 0:
+        return audio
+    return soxr.resample(audio, SAMPLE_RATE * 2 ** (semitones / 12), SAMPLE_RATE).astype(np.float32)
+
+
+def make_excerpts(root: Path, rows: list[dict], cache_dir: Path, seconds: float = EXCERPT_SECONDS,
+                  shifts=SHIFTS, progress: bool = True) -> list[Excerpt]:
+    """Cut (or reuse) every excerpt (module docstring) under ``cache_dir/real-excerpts-<hash>/``."""
+    settings = json.dumps({"seconds": seconds, "shifts": list(shifts), "excerpts": EXCERPTS, "rate": SAMPLE_RATE,
+                           "tracks": [(r["path"], r.get("sha256"), r["split"]) for r in rows]}, sort_keys=True)
+    folder = Path(cache_dir) / f"real-excerpts-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    widest = 2 ** (max(shifts) / 12)
+    excerpts = []
+    from tqdm import tqdm
+
+    for row in tqdm(rows, desc="real excerpts", unit="track", disable=not progress or None, leave=False):
+        count = EXCERPTS.get(row["split"], 0)
+        span = seconds * (widest if row["split"] == "test" else 1.0)
+        room = max(0.0, row["duration"] - span)
+        for i in range(count):
+            start = room * (i + 1) / (count + 1)
+            for n in (shifts if row["split"] == "test" else (0,)):
+                name = f"{row['track_id'].replace('/', '__')}_{i}{'' if n == 0 else f'_s{n:+d}'}.flac"
+                path = folder / name
+                if not path.exists():
+                    audio = shift_by_resampling(_read_segment(root / row["path"], start, seconds * 2 ** (n / 12)), n)
+                    tmp = path.with_name(f".{name}.tmp.flac")
+                    sf.write(tmp, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+                    os.replace(tmp, path)
+                excerpts.append(Excerpt(path, row["track_id"], row["soundtrack"], row["split"], i, n))
+    return excerpts
+
+
+def _pitch_class(name: str) -> int:
+    flats = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E", "E#": "F", "B#": "C"}
+    return PITCH_NAMES_SHARP.index(flats.get(name, name))
+
+
+def _moved(key: str | None, n: int) -> str | None:
+    if key is None:
+        return None
+    tonic, mode = key.split()
+    return key_name((_pitch_class(tonic) + n) % 12, mode)
+
+
+
+def _standardised(vectors: np.ndarray, train: np.ndarray) -> np.ndarray:
+    mean, std = train.mean(0), np.maximum(train.std(0), 1e-6)
+    x = (vectors - mean) / std
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def partner_ranks(vectors: np.ndarray, tracks: list[str], train: np.ndarray) -> list[int]:
+    """Per query: the rank (1 = nearest) of the nearest other excerpt of its track among all the
+    other excerpts, by cosine of features standardised with ``train``'s mean and std."""
+    x = _standardised(vectors, train)
+    similarity = x @ x.T
+    np.fill_diagonal(similarity, -np.inf)
+    tracks = np.asarray(tracks)
+    ranks = []
+    for q in range(len(x)):
+        partner = [j for j in np.flatnonzero(tracks == tracks[q]) if j != q]
+        order = np.argsort(-similarity[q], kind="stable")
+        ranks.append(1 + min(int(np.flatnonzero(order == j)[0]) for j in partner) if partner else len(x))
+    return ranks
+
+
+def followed(estimates: list[str | None], excerpts: list[Excerpt]) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The unshifted excerpts' indices, and ``(original, shifted copy, n)`` index pairs."""
+    base = {(e.track, e.index): i for i, e in enumerate(excerpts) if e.shift == 0}
+    pairs = [(base[(e.track, e.index)], i, e.shift) for i, e in enumerate(excerpts) if e.shift != 0]
+    return sorted(base.values()), pairs
+
+
+def moved_right(estimates: list[str | None], pairs) -> list[bool]:
+    """Per pair: the copy's estimate is the original's moved by exactly ``n`` (no key: False)."""
+    return [estimates[j] is not None and estimates[j] == _moved(estimates[o], n) for o, j, n in pairs]
+
+
+def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLike, seconds: float = EXCERPT_SECONDS) -> dict:
+    """The study's real-music columns for ``encoder`` (module docstring); ``{"error": why}``
+    where the corpus is missing."""
+    try:
+        root, rows = read_manifest(folder)
+    except FileNotFoundError as error:
+        return {"error": str(error)}
+    excerpts = make_excerpts(root, rows, Path(cache_dir), seconds, progress=False)
+    plain = [e for e in excerpts if e.shift == 0 and e.split in ("train", "test")]
+
+    def load(path: Path) -> np.ndarray:
+        return sf.read(path, dtype="float32")[0]
+
+    vectors = np.stack([encoder.embed(load(e.path), SAMPLE_RATE).clip for e in plain])
+    train = np.array([e.split == "train" for e in plain])
+    test = [e for e in plain if e.split == "test"]
+    ranks = partner_ranks(vectors[~train], [e.track for e in test], vectors[train])
+    x_train, x_test = _standardised(vectors[train], vectors[train]), _standardised(vectors[~train], vectors[train])
+    nearest = (x_test @ x_train.T).argmax(1)
+    train_tracks = [e for e in plain if e.split == "train"]
+    result = {"retrieval_top1": float(np.mean([r == 1 for r in ranks])), "retrieval_mrr": float(np.mean([1 / r for r in ranks])),
+              "soundtrack_knn": float(np.mean([train_tracks[j].soundtrack == e.soundtrack for j, e in zip(nearest, test)])),
+              "test_excerpts": len(test)}
+    try:
+        encoder.check_key_support()
+    except ValueError as error:
+        return {**result, "key_error": str(error)}
+    key_set = [e for e in excerpts if e.split == "test"]
+    estimates = []
+    for e in key_set:
+        estimate = encoder.key(load(e.path), SAMPLE_RATE)
+        estimates.append(estimate.key if estimate.has_key else None)
+    originals, pairs = followed(estimates, key_set)
+    return {**result, "followed": float(np.mean(moved_right(estimates, pairs))),
+            "no_key": float(np.mean([estimates[i] is None for i in originals])), "pairs": len(pairs)}

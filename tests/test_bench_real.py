@@ -1,0 +1,101 @@
+"""The real-recordings section of ``mt2 bench`` on a small corpus of tones made here."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mt2.bench import real as bench_real
+from mt2.bench.features import FeatureCache
+from mt2.corpus.real import build_real_corpus
+
+from tiny_encoder import make_encoder, one_thread
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    yield from one_thread()
+
+
+def _track(seconds: float, root_hz: float, kind: int, sr: int = 22050) -> np.ndarray:
+    """A 'soundtrack' style: kind 0 sine chord, 1 square-ish chord, 2 noisy pulses."""
+    t = np.arange(int(seconds * sr)) / sr
+    chord = sum(np.sin(2 * np.pi * root_hz * r * t) for r in (1, 1.26, 1.5))
+    if kind == 1:
+        chord = np.sign(chord) * 0.5
+    if kind == 2:
+        chord = chord * (np.sin(2 * np.pi * 2 * t) > 0) + 0.05 * np.random.default_rng(int(root_hz)).standard_normal(len(t))
+    return (0.2 * chord).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_real_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("realbench")
+    for kind, album in enumerate(("sines", "squares", "pulses")):
+        (root / "mine" / album).mkdir(parents=True)
+        for i in range(4):
+            sf.write(root / "mine" / album / f"t{i}.flac", _track(16.0, 110 * 2 ** (i / 5), kind), 22050)
+    build_real_corpus(root / "corpus", folder=root / "mine", seed=0, log=lambda _: None)
+    return root
+
+
+def test_shift_by_resampling_moves_pitch_by_n_semitones():
+    sr = 16000
+    t = np.arange(sr * 2) / sr
+    shifted = bench_real.shift_by_resampling(np.sin(2 * np.pi * 440 * t).astype(np.float32), 3)
+    spectrum = np.abs(np.fft.rfft(shifted * np.hanning(len(shifted))))
+    peak = np.argmax(spectrum) * sr / len(shifted)
+    assert peak == pytest.approx(440 * 2 ** (3 / 12), rel=0.01)
+    assert len(shifted) == pytest.approx(len(t) / 2 ** (3 / 12), abs=2)
+
+
+def test_key_measures_count_followed_shifts_and_no_key():
+    E = bench_real.Excerpt
+    excerpts = [E(None, "a", "s", "test", 0, 0), E(None, "a", "s", "test", 0, 2), E(None, "b", "s", "test", 0, 0),
+                E(None, "b", "s", "test", 0, -1)]
+    keys = {"model": ["C major", "D major", None, "B major"], "other": ["C major", "E major", "A minor", "G# minor"]}
+    rows = bench_real.key_measures(keys, excerpts, seed=0, resamples=50)
+    assert rows["model"]["followed"][0] == 0.5 and rows["model"]["no_key"][0] == 0.5
+    assert rows["other"]["followed"][0] == 0.5 and rows["other"]["no_key"][0] == 0.0
+    assert rows["model"]["agree_other"][0] == 0.5
+
+
+def test_real_section_runs_and_reports(small_real_corpus, tmp_path):
+    encoder = make_encoder()
+    settings = bench_real.RealSettings(str(small_real_corpus / "corpus"), seeds=[0], resamples=50, probe_steps=30,
+                                       seconds=4.0, extras=False, progress=False)
+    section = bench_real.run_real({"tiny": encoder}, settings, FeatureCache(tmp_path / "cache"), tmp_path / "work")
+    assert section["excerpts"]["by_split"] == {"train": 6 * 3, "valid": 3 * 2, "test": 3 * 2}
+    assert section["excerpts"]["shifted"] == 6 * 11
+    ident = section["identification"]
+    assert set(ident) == {bench_real.MFCC, "tiny average", "tiny contrastive", "tiny equivariant"}
+    assert 0 <= ident[bench_real.MFCC]["accuracy"][0] <= 1 and "minus_mfcc" in ident["tiny average"]
+    assert ident[bench_real.MFCC]["accuracy"][0] >= 2 / 3  # three very different 'soundtracks'
+    assert section["retrieval"]["tiny average"]["queries"] == 6
+    key = section["key"]["tiny"]
+    assert key["clips"] == 6 and key["pairs"] == 66 and 0 <= key["followed"][0] <= 1
+    lines = "\n".join(bench_real.real_markdown(json.loads(json.dumps(section))))
+    assert "Soundtrack identification" in lines and "not run" in lines
+    # a second run reads the cache: same numbers
+    again = bench_real.run_real({"tiny": encoder}, settings, FeatureCache(tmp_path / "cache"), tmp_path / "work")
+    assert again["key"] == section["key"] and again["retrieval"] == section["retrieval"]
+
+
+def test_section_is_skipped_with_a_message_without_a_corpus(tmp_path, capsys):
+    section = bench_real.run_real({}, bench_real.RealSettings(str(tmp_path)), FeatureCache(None), tmp_path)
+    assert "mt2 corpus real" in section["skipped"] and "skipped" in capsys.readouterr().err
+    assert "Skipped" in "\n".join(bench_real.real_markdown(section))
+
+
+def test_study_real_measures_on_the_same_excerpts(small_real_corpus, tmp_path):
+    from mt2.training.real_evaluation import real_measures
+
+    measures = real_measures(make_encoder(), small_real_corpus / "corpus", tmp_path, seconds=4.0)
+    assert measures["test_excerpts"] == 6 and measures["pairs"] == 66
+    for name in ("followed", "no_key", "retrieval_top1", "retrieval_mrr", "soundtrack_knn"):
+        assert 0 <= measures[name] <= 1, name
+    assert "error" in real_measures(make_encoder(), tmp_path / "none", tmp_path)
