@@ -16,11 +16,15 @@ unless nothing else is left.
 
 - signature: the equivariant head's softmax on the window, calibrated
   (:meth:`~mt2.inference.calibration.Calibration.signature_probabilities`);
-- mode given the signature: the stored mode probe on the window's equivariant token rolled
-  so that the signature's bin sits at 0 (:meth:`Encoder.canonical_token`, as the clip-level
-  key does for the argmax bin), evaluated for each of the 12 signatures; without a probe,
-  the template rule made soft: ``P(major | s) = sigmoid(TEMPLATE_MODE_SHARPNESS * (r_major - r_minor))``
-  with ``r`` the Krumhansl-Kessler correlations of the two keys of ``s`` with the window's chroma;
+- mode given the signature: the template rule made soft,
+  ``P_t(major | s) = sigmoid(TEMPLATE_MODE_SHARPNESS * (r_major - r_minor))`` with ``r`` the
+  Krumhansl-Kessler correlations of the two keys of ``s`` with the window's chroma, times (and
+  renormalised) the stored mode probe on the window's equivariant token rolled so that the
+  signature's bin sits at 0 (:meth:`Encoder.canonical_token`, as the clip-level key does for the
+  argmax bin), evaluated for each of the 12 signatures; the template part alone without a probe.
+  On 4-s windows the product beat the probe alone on the validation seed (tuning objective of
+  :mod:`mt2.study.timeline` 1.333 against 1.255; boundaries found 0.58 against 0.51, relative
+  modulations being the ones missed most: they keep the signature and only the mode changes);
 - the 24-key probability ``P(s, m) = P(s) P(m | s)``;
 - no key: :func:`window_has_key` (level and tonality of each window, the rule of
   :meth:`Encoder.key` applied per window).
@@ -31,10 +35,12 @@ the one parameter, in nats (natural log-probability) per switch. A switch is kep
 the windows after it favour the new key by more than ``switch_penalty`` in total, so a larger
 penalty never gives more switches (tested) and 0 follows each window's best key.
 No-key windows are forced to the no-key state and key windows out of it; entering or
-leaving it costs nothing. The default, :data:`DEFAULT_SWITCH_PENALTY`, was chosen on rendered
-modulating pieces of a validation seed (``mt2 study --timeline``), never on the test seed.
+leaving it costs nothing. The default, :data:`DEFAULT_SWITCH_PENALTY` (24 nats), was chosen on
+rendered modulating pieces of a validation seed (``mt2 study --timeline data/modulations
+--timeline-valid data/modulations-valid``, seeds 2026 and 2027), never on the test seed; the test
+numbers are in ``docs/timeline/timeline.md``.
 
-**Template baseline** (:func:`template_evidence`): the same windows and the same smoothing,
+**Template baseline** (the second half of :func:`evidence_pair`): the same windows and the same smoothing,
 with ``P(key)`` the softmax of ``TEMPLATE_SHARPNESS`` times the Krumhansl-Kessler
 correlations of each window's chroma (:func:`mt2.keys.template_key`).
 """
@@ -50,7 +56,7 @@ import numpy as np
 from mt2.keys import MODES, chroma_from_window, key_name, key_templates, signature_of
 
 #: Nats of log-probability a key switch costs in the Viterbi pass (the module docstring).
-DEFAULT_SWITCH_PENALTY = 8.0
+DEFAULT_SWITCH_PENALTY = 24.0
 #: Embedding passes, each offset by ``1 / passes`` of a window (4: a hop of about 1 s).
 DEFAULT_PASSES = 4
 #: Windows shorter than this (seconds of audio) are dropped unless nothing else is left.
@@ -284,21 +290,21 @@ def _mode_given_signature(encoder, bins: np.ndarray, tokens: np.ndarray, chroma:
 
     steps = len(bins)
     out = np.empty((steps, 12, 2))
-    if encoder.mode_probe is not None:
-        probe = encoder.mode_probe
-        for s in range(12):
-            bin_of_s = int(encoder.calibration.bin_of_signature(s))
-            features = np.stack([encoder.canonical_token(token, bin_of_s) for token in tokens])
-            with torch.inference_mode():
-                logits = probe(torch.from_numpy(features).to(probe.weight))
-            out[:, s] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
     scores = _template_scores(chroma)  # (T, 24)
     for s in range(12):
         major, minor = scores[:, s], scores[:, 12 + (s - 3) % 12]
         p_major = 1 / (1 + np.exp(-TEMPLATE_MODE_SHARPNESS * (major - minor)))
         out[:, s, 0], out[:, s, 1] = p_major, 1 - p_major
-    return out
+    if encoder.mode_probe is None:
+        return out
+    probe = encoder.mode_probe
+    for s in range(12):
+        bin_of_s = int(encoder.calibration.bin_of_signature(s))
+        features = np.stack([encoder.canonical_token(token, bin_of_s) for token in tokens])
+        with torch.inference_mode():
+            logits = probe(torch.from_numpy(features).to(probe.weight))
+        out[:, s] *= torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out / out.sum(axis=2, keepdims=True)
 
 
 def _template_scores(chroma: np.ndarray) -> np.ndarray:
