@@ -36,7 +36,9 @@ def _add_render(actions) -> None:
         "--labels; use a seed other than the training corpus's); small: ~130 clips, ~20 min of audio, about a minute to render; "
         "medium: ~3 h of audio; large: every chorale and thousands of generated pieces; bench: the benchmark's corpus "
         "(hundreds of test clips per task, disjoint from the shipped weights' pretraining corpus, medium seed 7; its test "
-        "split rendered again with Merlin into OUT/fonts/merlin; ~4 h of audio, under 15 min on 2 cores) (default: small)",
+        "split rendered again with Merlin into OUT/fonts/merlin; ~4 h of audio, under 15 min on 2 cores); modulations: 72 "
+        "generated pieces of 36 s, 48 of them changing key once or twice at bar lines (to the dominant, the relative, a "
+        "step up), key per segment in the manifest's key_segments (for mt2 study --timeline) (default: small)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for everything random; same seed, same corpus (default: 0)")
     parser.add_argument(
