@@ -144,6 +144,32 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, mono: bool = T
     return data if mono else np.ascontiguousarray(data.T)
 
 
+def load_excerpt(path: str | os.PathLike, position: float, seconds: float, sample_rate: int = 16000) -> np.ndarray:
+    """Decode ``seconds`` of a file, mono float32 at ``sample_rate``, starting at ``position`` (0 to 1)
+    of the way through the part of the file where such an excerpt fits (0: the start, 1: the end;
+    the whole file when it is shorter). Only the excerpt is read (libsndfile seeks).
+
+    Raises:
+        AudioError: as :func:`load_audio`.
+        ValueError: ``position`` outside [0, 1] or ``seconds`` not positive.
+    """
+    if not 0 <= position <= 1 or not seconds > 0:
+        raise ValueError(f"need 0 <= position <= 1 and seconds > 0, got position={position}, seconds={seconds}")
+    path = Path(path)
+    with _open(path) as handle:
+        count = min(handle.frames, int(round(seconds * handle.samplerate)))
+        handle.seek(int(position * (handle.frames - count)))
+        source_rate = handle.samplerate
+        try:
+            data = handle.read(count, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise _decode_error(path, error) from None
+    data = _check_finite(path, data).mean(axis=1, dtype=np.float32)
+    if source_rate != sample_rate:
+        data = soxr.resample(data, source_rate, sample_rate, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+    return data
+
+
 def stream_audio(
     path: str | os.PathLike, sample_rate: int = 16000, block_seconds: float = 60.0
 ) -> Iterator[np.ndarray]:

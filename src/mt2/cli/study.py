@@ -48,12 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeline-valid", type=Path, default=None, metavar="FOLDER",
                         help="with --timeline: a modulations corpus of another seed on which each system's switch penalty is tuned "
                         "(default: no tuning, the default penalty for both)")
-    parser.add_argument("--model", default="mt2", help="with --timeline: shipped model name or saved folder (default: mt2)")
-    parser.add_argument("--passes", type=int, default=None, help="with --timeline: embedding passes (default: mt2.inference.timeline.DEFAULT_PASSES)")
+    parser.add_argument(
+        "--no-key", action="store_true",
+        help="instead of training: measure the no-key rule (mt2.study.no_key) on generated noise and silence, on excerpts of "
+        "the --real corpus's --real-splits tracks (alone and with 0 dB noise) and on the --corpus clips (alone and with 10 and "
+        "0 dB noise), with --model; writes OUT/no_key.md (the table of mt2.inference.key_decision) and OUT/no_key.jsonl",
+    )
     parser.add_argument("--real", type=Path, default=None, metavar="FOLDER",
                         help="a real-music corpus written by `mt2 corpus real`; with training or --evaluate, each row also gets the "
                         "real-music measures (transpositions followed, no key, same-track top-1, soundtrack kNN; "
                         "mt2.training.real_evaluation)")
+    parser.add_argument("--real-splits", default="train,valid,test", help="with --no-key: comma-separated splits of --real to measure (default: all)")
+    parser.add_argument("--model", default="mt2", help="with --timeline or --no-key: shipped model name or saved folder (default: mt2)")
+    parser.add_argument("--passes", type=int, default=None, help="with --timeline: embedding passes (default: mt2.inference.timeline.DEFAULT_PASSES)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.set_defaults(func=run)
 
@@ -72,8 +79,18 @@ def run(args: argparse.Namespace) -> int:
         result = run_timeline_study(load(args.model), args.timeline, args.timeline_valid, args.out, args.passes or DEFAULT_PASSES)
         print("\n".join(report_lines(result)))
         return 0
+    if args.no_key:
+        from mt2.inference import load
+        from mt2.study.no_key import fit_noise_model, measure, write
+
+        encoder = load(args.model)
+        splits = tuple(name.strip() for name in args.real_splits.split(",") if name.strip())
+        rows = measure(encoder, args.real, args.corpus, splits, seed=args.seed, warn=lambda m: print(m, file=sys.stderr))
+        write(rows, args.out, fit_noise_model(encoder))
+        print((args.out / "no_key.md").read_text())
+        return 0
     if args.corpus is None:
-        print("error: --corpus is required (unless --timeline)", file=sys.stderr)
+        print("error: --corpus is required (unless --timeline or --no-key)", file=sys.stderr)
         return 2
     if args.evaluate:
         evaluate_pretrained(args.corpus, args.evaluate, args.out, seed=args.seed, transpositions=args.transpositions, real=args.real)

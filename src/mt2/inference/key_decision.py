@@ -22,39 +22,38 @@ spectrum minus its 13-bin (one octave) moving average, which removes any smooth 
 tilt (the colour of a noise, the balance of a mix) and keeps the peaks of notes and chords
 a semitone apart. Averaged over ``N`` frames, noise keeps a contrast of about
 ``sqrt(NOISE_FLOOR**2 + NOISE_SPREAD**2 / N)`` (the median over white, pink and brown noise:
-a floor of 0.029 left by the CQT's own ripple, and a finite-average term that falls as
+a floor of 0.028 left by the CQT's own ripple, and a finite-average term that falls as
 ``1 / sqrt(N)``); tonality is the contrast divided by that, so one threshold holds for a
 2-s clip and an hour. The clip's spectrum averages its windows' time-averaged model inputs,
 each scaled to unit mean (the last, zero-padded window is normalised over its padding too),
 leaving out windows shorter than :data:`MIN_WINDOW_SECONDS` unless all are that short.
 
-Measured with ``mt2 study --no-key`` (:mod:`mt2.study.no_key`; the inputs, not the weights,
-decide, so the table holds for every shipped model with the default ``sqrt`` compression):
-noise clips of 4, 8 and 30 s at -90 to -3 dB (63 clips) and silence (digital zero and -75 dB
-white noise, 4 clips), 30-s and 8-s excerpts of the real-music corpus (``mt2 corpus real``:
-146 tracks of 7 soundtracks, each excerpt also with white, pink or brown noise at 0 dB SNR),
-and the rendered small corpus (seed 3, 164 clips, its pop and rock pieces with drums; each
-also with noise at 10 and 0 dB SNR):
+Measured with ``mt2 study --no-key --real data/real --corpus data/small`` (:mod:`mt2.study.no_key`;
+the inputs, not the weights, decide, so the table holds for every shipped model with the
+default ``sqrt`` compression): noise clips of 4, 8 and 30 s at -90 to -3 dB and silence
+(digital zero and -75 dB white noise); a 30-s and an 8-s excerpt of every track of the
+real-music corpus (``mt2 corpus real``: 166 tracks, 10.8 hours, 9 soundtracks; the 30-s
+excerpt also with white, pink or brown noise at 0 dB SNR); the rendered small corpus (seed 3,
+164 clips, its pop and rock pieces with drums; each clip also with noise at 10 and 0 dB SNR):
 
-======================  =====  ========================  ==================  ======
-group                   clips  tonal contrast            tonality            no key
-======================  =====  ========================  ==================  ======
-white noise             21     0.028 - 0.052             0.57 - 0.90         100 %
-pink noise              21     0.028 - 0.048             0.63 - 0.82         100 %
-brown noise             21     0.029 - 0.046             0.59 - 0.81         100 %
-silence                 4      0 - 0.046                 0 - 0.80            100 %
-real music, 30 s        146    0.059 - 0.415 (med 0.150) 1.37 - 9.59         0 %
-real music, 8 s         146    0.084 - 0.430             1.69 - 8.62         0 %
-real music + 0 dB noise 146    0.039 - 0.363             0.91 - 8.38         0.7 %
-rendered                164    0.105 - 0.757             2.24 - 11.57        0 %
-rendered + 10 dB noise  164    0.079 - 0.596             1.58 - 9.11         0 %
-rendered + 0 dB noise   164    0.065 - 0.556             1.06 - 8.49         0 %
-======================  =====  ========================  ==================  ======
+| group | clips | tonal contrast | tonality | no key |
+|---|---:|---:|---:|---:|
+| white noise | 21 | 0.028 - 0.052 (median 0.033) | 0.80 - 1.25 | 100.0 % |
+| pink noise | 21 | 0.028 - 0.048 (median 0.036) | 0.87 - 1.15 | 100.0 % |
+| brown noise | 21 | 0.029 - 0.046 (median 0.035) | 0.84 - 1.14 | 100.0 % |
+| silence | 4 | 0.000 - 0.046 (median 0.014) | 0.00 - 1.11 | 100.0 % |
+| real music, 30 s | 166 | 0.059 - 0.415 (median 0.150) | 1.97 - 13.76 | 0.0 % |
+| real music, 8 s | 166 | 0.084 - 0.430 (median 0.184) | 2.38 - 12.15 | 0.0 % |
+| real music + 0 dB noise | 166 | 0.034 - 0.367 (median 0.105) | 1.14 - 12.18 | 1.8 % |
+| rendered | 164 | 0.105 - 0.757 (median 0.266) | 3.18 - 15.94 | 0.0 % |
+| rendered + 10 dB noise | 164 | 0.062 - 0.618 (median 0.205) | 1.86 - 13.02 | 0.0 % |
+| rendered + 0 dB noise | 164 | 0.042 - 0.534 (median 0.154) | 1.28 - 11.24 | 1.2 % |
 
-The threshold 1.4 leaves a 10 % margin above the noisiest noise clip (0.90 of it, a 4-s white
-noise) and sits below every clean real and rendered clip; music buried in 0 dB of noise is where
-it loses (one real track in 146). The rule of rounds 1 and 2 (the linear peakiness of each
-window, threshold 0.085) called 37 % of real clips noise (issue 20).
+The threshold 1.4 sits 12 % above the noisiest noise clip (1.25, 4 s of white noise) and below
+every clean real and rendered clip (lowest 1.97); music buried in 0 dB of noise is where it
+loses (3 of 166 real tracks, 2 of 164 rendered clips; 2 of the 492 rendered clips with and
+without noise, 0.4 %). The rule of rounds 1 and 2 (the linear peakiness of each window,
+threshold 0.085) called 37 % of real clips noise (issue 20).
 """
 from __future__ import annotations
 
@@ -75,9 +74,10 @@ SILENCE_DB = -60.0
 MIN_TONALITY = 1.4
 #: The noise model of :func:`tonality`: white, pink and brown noise averaged over ``N`` CQT frames
 #: has a median :func:`tonal_contrast` of ``sqrt(NOISE_FLOOR**2 + NOISE_SPREAD**2 / N)``
-#: (fitted to 180 noise clips of 0.5 to 60 s; ``mt2 study --no-key`` measures it again).
-NOISE_FLOOR = 0.029
-NOISE_SPREAD = 0.326
+#: (fitted to 18 noise clips at each of ten lengths, 0.5 to 60 s: :func:`mt2.study.no_key.fit_noise_model`,
+#: printed by ``mt2 study --no-key``).
+NOISE_FLOOR = 0.028
+NOISE_SPREAD = 0.341
 #: Windows shorter than this (seconds) are left out of a clip's :func:`tonality` unless all are.
 MIN_WINDOW_SECONDS = 1.0
 #: Bins of the moving average that :func:`tonal_contrast` subtracts (one octave and one bin).
@@ -133,24 +133,27 @@ def window_tonality(spectrum: np.ndarray, window_lengths: np.ndarray) -> np.ndar
     return tonal_contrast(spectrum) / noise_contrast(np.asarray(window_lengths) * FRAME_RATE)
 
 
-def tonality(spectrum: np.ndarray, window_lengths: np.ndarray) -> float:
-    """How far a clip's spectrum is from noise: its :func:`tonal_contrast` over the
-    :func:`noise_contrast` of noise as long (below 1: as smooth as noise; music measures 1.4
-    to 12, module docstring).
-
-    The clip's spectrum is the mean of its windows' time-averaged model inputs ``(W, bins)``,
-    each scaled to unit mean and weighted by its valid duration ``window_lengths`` ``(W,)``
-    (seconds); windows shorter than :data:`MIN_WINDOW_SECONDS` are left out unless all are.
-    """
+def clip_spectrum(spectrum: np.ndarray, window_lengths: np.ndarray) -> tuple[np.ndarray, float]:
+    """The clip's spectrum that :func:`tonality` reads, and the CQT frames it averages: the mean
+    of the windows' time-averaged model inputs ``(W, bins)``, each scaled to unit mean and
+    weighted by its valid duration ``window_lengths`` ``(W,)`` (seconds), leaving out windows
+    shorter than :data:`MIN_WINDOW_SECONDS` unless all are (zeros and 0 frames for silence)."""
     spectrum = np.asarray(spectrum, np.float64)
     lengths = np.asarray(window_lengths, np.float64)
     level = spectrum.mean(axis=-1)
     keep = (level > 0) & (lengths >= min(MIN_WINDOW_SECONDS, lengths.max()))
     if not keep.any():
-        return 0.0
+        return np.zeros(spectrum.shape[-1]), 0.0
     weights = lengths[keep] / lengths[keep].sum()
-    clip = weights @ (spectrum[keep] / level[keep, None])
-    return float(tonal_contrast(clip) / noise_contrast(lengths[keep].sum() * FRAME_RATE))
+    return weights @ (spectrum[keep] / level[keep, None]), float(lengths[keep].sum() * FRAME_RATE)
+
+
+def tonality(spectrum: np.ndarray, window_lengths: np.ndarray) -> float:
+    """How far a clip's spectrum is from noise: the :func:`tonal_contrast` of its
+    :func:`clip_spectrum` over the :func:`noise_contrast` of noise as long (below 1: as smooth
+    as noise; music measures 1.4 to 12, module docstring). 0 for silence."""
+    clip, frames = clip_spectrum(spectrum, window_lengths)
+    return float(tonal_contrast(clip) / noise_contrast(frames)) if frames else 0.0
 
 
 def key_statistics(
