@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +42,50 @@ import torch.nn.functional as F
 from mt2.model.pitch_class import PITCH_CLASSES, CirculantLinear, PitchClassLayerNorm, PitchClassMLP
 
 PAIRS = PITCH_CLASSES // 2
-#: Hidden values per slice of the in-place GELU round trip (inference): 12 x 16384 floats fit a 1 MB L2.
-_INFERENCE_SLICE = 16384
+
+
+@dataclass
+class KernelOptions:
+    """How the Fourier-basis operations are computed (never what they compute): the levers
+    that ``mt2 perf`` times side by side (docs/perf). Change them with :func:`kernel_options`;
+    each default is the faster setting as measured on 2 CPU cores (issue 21).
+
+    * ``split_pair0``: pair 0 (frequencies 0 and 6) of every roll-commuting map as its two
+      real blocks (:func:`pair_product`), else padded to a ``2c' x 2c`` block like the others
+      (one ``bmm``). A sixth fewer multiply-adds, but two products instead of one: measured
+      1.01x in float32 and 0.96x under bf16 autocast on a training step of ``mt2-tiny``, so off.
+    * ``sliced_gelu``: under autograd and in float32, the MLP's pitch-class GELU round trip
+      through :class:`_PitchClassGelu` (cache-sized slices, pitch-class values recomputed in
+      the backward pass; one hidden-sized tensor fewer kept), else whole-tensor operations
+      (the former implementation). Measured 1.03-1.05x on a float32 training step; under bf16
+      autocast the whole-tensor form measured faster, so it is used there.
+    * ``gelu_slice``: columns per slice of that round trip (with or without autograd):
+      ``12 x 16384`` floats fit a 1 MB L2.
+    """
+
+    split_pair0: bool = False
+    sliced_gelu: bool = True
+    gelu_slice: int = 16384
+
+
+#: The options in force (module-wide).
+KERNELS = KernelOptions()
+
+
+@contextmanager
+def kernel_options(**changes) -> Iterator[KernelOptions]:
+    """Run the block with the :class:`KernelOptions` fields in ``changes``, then restore them."""
+    unknown = set(changes) - {f.name for f in fields(KernelOptions)}
+    if unknown:
+        raise ValueError(f"unknown kernel options {sorted(unknown)}; known: {[f.name for f in fields(KernelOptions)]}")
+    previous = {name: getattr(KERNELS, name) for name in changes}
+    for name, value in changes.items():
+        setattr(KERNELS, name, value)
+    try:
+        yield KERNELS
+    finally:
+        for name, value in previous.items():
+            setattr(KERNELS, name, value)
 SQRT12 = math.sqrt(PITCH_CLASSES)
 
 
@@ -107,10 +152,78 @@ def dc_only(per_channel: torch.Tensor) -> torch.Tensor:
     return F.pad(SQRT12 * per_channel.unsqueeze(-2), (0, 0, 0, PITCH_CLASSES - 1))
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast runs products in on ``x``'s device (bf16 under CPU autocast), else ``x``'s."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+class _PairProduct(torch.autograd.Function):
+    """``Y[f] = blocks[f] X[f]`` for the 6 pairs: ``blocks`` ``(6, 2 o, 2 i)`` (:func:`circulant_blocks`),
+    ``X`` ``(6, 2 i, M)`` -> ``Y`` ``(6, 2 o, M)``, with pair 0 (DC and frequency 6) run as its two
+    real ``o x i`` blocks: the zero off-diagonal blocks of ``[[A_0, 0], [0, A_6]]`` are never
+    multiplied (a sixth of the multiply-adds). Runs in the autocast dtype when autocast is on."""
+
+    @staticmethod
+    def forward(ctx, blocks_in, x_in):
+        dtype = _compute_dtype(x_in)
+        blocks, x = blocks_in, x_in
+        _, two_o, two_i = blocks.shape
+        o, i, m = two_o // 2, two_i // 2, x.shape[-1]
+        with torch.autocast(x.device.type, enabled=False):
+            blocks, x = blocks.to(dtype), x.to(dtype)
+            real = torch.stack([blocks[0, :o, :i], blocks[0, o:, i:]])  # A_0, A_6
+            y = torch.empty(PAIRS, two_o, m, dtype=dtype, device=x.device)
+            torch.bmm(real, x[0].view(2, i, m), out=y[0].view(2, o, m))
+            torch.bmm(blocks[1:], x[1:], out=y[1:])
+        ctx.dtypes = (blocks_in.dtype, x_in.dtype)
+        ctx.save_for_backward(real, blocks, x)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        real, blocks, x = ctx.saved_tensors
+        _, two_o, two_i = blocks.shape
+        o, i, m = two_o // 2, two_i // 2, x.shape[-1]
+        grad_blocks = grad_x = None
+        with torch.autocast(x.device.type, enabled=False):
+            grad = grad.to(x.dtype)
+            if ctx.needs_input_grad[1]:
+                grad_x = torch.empty(PAIRS, two_i, m, dtype=x.dtype, device=x.device)
+                torch.bmm(real.transpose(1, 2), grad[0].view(2, o, m), out=grad_x[0].view(2, i, m))
+                torch.bmm(blocks[1:].transpose(1, 2), grad[1:], out=grad_x[1:])
+            if ctx.needs_input_grad[0]:
+                grad_real = torch.bmm(grad[0].view(2, o, m), x[0].view(2, i, m).transpose(1, 2))
+                grad_blocks = torch.zeros(blocks.shape, dtype=blocks.dtype, device=blocks.device)
+                grad_blocks[0, :o, :i], grad_blocks[0, o:, i:] = grad_real[0], grad_real[1]
+                torch.bmm(grad[1:], x[1:].transpose(1, 2), out=grad_blocks[1:])
+        blocks_dtype, x_dtype = ctx.dtypes
+        return (
+            None if grad_blocks is None else grad_blocks.to(blocks_dtype),
+            None if grad_x is None else grad_x.to(x_dtype),
+        )
+
+
+def pair_product(blocks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``blocks`` ``(6, 2 o, 2 i)`` times ``x`` ``(6, 2 i, M)`` pair by pair: ``(6, 2 o, M)``;
+    pair 0 without its zero blocks when ``KERNELS.split_pair0`` (:class:`_PairProduct`), else one
+    ``bmm`` over the padded pairs (the former implementation)."""
+    if KERNELS.split_pair0:
+        return _PairProduct.apply(blocks, x)
+    return torch.bmm(blocks, x)
+
+
 def fourier_linear(layer: CirculantLinear, x: torch.Tensor) -> torch.Tensor:
     """``layer`` on Fourier coordinates ``(..., 12, c_in)`` -> ``(..., 12, c_out)``: one batched
-    product over the 6 pairs."""
+    product over the 6 pairs (with ``KERNELS.split_pair0``, :func:`pair_product`)."""
     shape = x.shape[:-2]
+    if KERNELS.split_pair0:
+        columns = x.reshape(-1, PAIRS, 2 * layer.in_channels).permute(1, 2, 0)  # (6, 2 c_in, M)
+        y = pair_product(circulant_blocks(layer.weight), columns)  # (6, 2 c_out, M)
+        if layer.bias is not None:
+            y[0, : layer.out_channels] += SQRT12 * layer.bias.unsqueeze(-1)  # DC only
+        return y.permute(2, 0, 1).reshape(*shape, PITCH_CLASSES, layer.out_channels)
     pairs = x.reshape(-1, PAIRS, 2 * layer.in_channels).transpose(0, 1)  # (6, M, 2 c_in)
     y = torch.bmm(pairs, circulant_blocks(layer.weight).transpose(1, 2))  # (6, M, 2 c_out)
     if layer.bias is not None:
@@ -123,28 +236,68 @@ def fourier_mlp(mlp: PitchClassMLP, x: torch.Tensor) -> torch.Tensor:
 
     The hidden values are held coordinate-major, ``(12, hidden M)`` for ``M`` tokens, so that
     ``Phi^T`` and ``Phi`` are each one product with ``(12, 12)`` and the wide hidden tensor is
-    never transposed in memory; only the narrow input and output are. (The pitch-class
-    values are computed transposed, ``(hidden M, 12) = H^T Phi``: the same numbers, but a
-    matrix product shape that runs about 5x faster on CPU than ``Phi^T H``.) Without autograd
-    the round trip runs in place in slices, so no second hidden-sized buffer is allocated.
+    never transposed in memory; only the narrow input and output are. The GELU round trip
+    runs a cache-sized slice of columns at a time (``KERNELS.gelu_slice``): in place without
+    autograd, through :class:`_PitchClassGelu` with it (``KERNELS.sliced_gelu``; otherwise
+    whole-tensor operations, the former implementation, kept as the reference). (The
+    whole-tensor pitch-class values are computed transposed, ``(hidden M, 12) = H^T Phi``: the
+    same numbers, but a matrix product shape that runs about 5x faster on CPU than ``Phi^T H``
+    on a tensor that does not fit the cache.)
     """
     shape, c = x.shape[:-2], x.shape[-1]
     hidden = mlp.fc1.out_channels
     columns = x.reshape(-1, PAIRS, 2 * c).permute(1, 2, 0)  # (6, 2c, M)
     m = columns.shape[-1]
-    h = torch.bmm(circulant_blocks(mlp.fc1.weight), columns)  # (6, 2 hidden, M) = (12, hidden, M)
+    h = pair_product(circulant_blocks(mlp.fc1.weight), columns)  # (6, 2 hidden, M) = (12, hidden, M)
     h[0, :hidden] += SQRT12 * mlp.fc1.bias.unsqueeze(-1)  # DC only
     phi = fourier_basis(x.device, x.dtype)
     h = h.view(PITCH_CLASSES, hidden * m)
-    if torch.is_grad_enabled():
+    if not torch.is_grad_enabled():  # in place, a cache-sized slice at a time: fresh large buffers cost page faults
+        for piece in h.split(KERNELS.gelu_slice, dim=1):
+            phi_piece = phi.to(piece.dtype)
+            torch.mm(phi_piece, torch.ops.aten.gelu_(piece.T @ phi_piece).T, out=piece)
+    elif KERNELS.sliced_gelu and h.dtype == torch.float32:
+        h = _PitchClassGelu.apply(h, phi, KERNELS.gelu_slice)
+    else:
         h = phi @ F.gelu(h.T @ phi).T  # pitch classes (hidden M, 12), GELU, back
-    else:  # in place, a cache-sized slice at a time: fresh large buffers cost page faults
-        for piece in h.split(_INFERENCE_SLICE, dim=1):
-            torch.mm(phi, torch.ops.aten.gelu_(piece.T @ phi).T, out=piece)
     h = h.view(PAIRS, 2 * hidden, m)
-    y = torch.bmm(circulant_blocks(mlp.fc2.weight), h)  # (6, 2c, M)
+    y = pair_product(circulant_blocks(mlp.fc2.weight), h)  # (6, 2c, M)
     y[0, :c] += SQRT12 * mlp.fc2.bias.unsqueeze(-1)
     return y.permute(2, 0, 1).reshape(*shape, PITCH_CLASSES, c)
+
+
+class _PitchClassGelu(torch.autograd.Function):
+    """``A = Phi gelu(Phi^T H)`` for Fourier coordinates held coordinate-major, ``H`` ``(12, n)``:
+    GELU on pitch classes, a cache-sized slice of columns at a time
+    (``KernelOptions.gelu_slice`` columns).
+
+    Whole-tensor operations would write and read three ``H``-sized tensors (the pitch-class
+    values, the GELU, the way back) and keep two for the backward pass; here only ``A`` is
+    written, only ``H`` is kept, and the pitch-class values are recomputed slice by slice in
+    the backward pass (one ``12 x 12`` product per slice), in ``phi``'s dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, h, phi, columns: int):
+        out = torch.empty_like(h)
+        with torch.autocast(h.device.type, enabled=False):
+            for start in range(0, h.shape[1], columns):
+                stop = min(start + columns, h.shape[1])
+                out[:, start:stop] = phi @ F.gelu(phi.T @ h[:, start:stop].to(phi.dtype))
+        ctx.columns = columns
+        ctx.save_for_backward(h, phi)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, phi = ctx.saved_tensors
+        out = torch.empty_like(h)
+        with torch.autocast(h.device.type, enabled=False):
+            for start in range(0, h.shape[1], ctx.columns):
+                stop = min(start + ctx.columns, h.shape[1])
+                pitch_classes = phi.T @ h[:, start:stop].to(phi.dtype)
+                out[:, start:stop] = phi @ torch.ops.aten.gelu_backward(phi.T @ grad[:, start:stop].to(phi.dtype), pitch_classes)
+        return out, None, None
 
 
 def fourier_layer_norm(layer: PitchClassLayerNorm, x: torch.Tensor) -> torch.Tensor:
