@@ -39,7 +39,8 @@ def test_tiny_equivariant_model_reaches_the_oracle(synthetic_corpus):
         "lr": 3e-3,
         "warmup": 10,
     })
-    _, curve = study.train(config, cache, keys, log=lambda _: None)
+    root, _, _ = synthetic_corpus
+    _, curve = study.train(config, study.training_source(root, config, root / "cache"), log=lambda _: None)
     assert curve[0]["cpsd"] > 0.9 * TRIVIAL_FLOOR
     assert np.mean([r["cpsd"] for r in curve[-10:]]) < oracle
 

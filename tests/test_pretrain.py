@@ -115,9 +115,15 @@ def test_study_overlays_change_one_thing_of_the_shipped_recipe():
     assert (plain.layout, plain.frames_per_token) == ("plain", 4)  # merged key by key: the token rate stays
     assert study.study_config("pc-no-register", 100).overlaid({"model": {"depth": 1}}).model_config().register == "none"
     for name in study.OVERLAYS:
-        config = study.study_config(name, 100, seed=1)
+        config = study.study_config(name, 100, seed=1, real="data/real")
         assert config.max_steps == 100 and config.seed == 1
         assert config.to_dict() != study.recipe(100, 1).to_dict() or name == "pc", name
+        assert (config.real_data is not None) == ("real_share" in study.OVERLAYS[name]), name
+    assert study.study_config("pc-real50", 100, real="data/real").real_share == 0.5
+    assert study.real_share_of(study.study_config("pc-real100", 100, real="data/real")) == 1.0
+    assert study.real_share_of(study.study_config("pc", 100, real="data/real")) == 0.0
+    with pytest.raises(ValueError, match="--real"):
+        study.study_config("pc-real50", 100)
     with pytest.raises(ValueError, match="pc-lr3e-3"):
         study.study_config("pc-lr3e3", 100)
 

@@ -3,6 +3,7 @@ place in ``mt2 study`` (``--transpositions``)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -156,6 +157,7 @@ def fake_study(monkeypatch):
         return {"timgm6mb": {"consistency": 0.5}, "merlin": {"consistency": 0.25}}
 
     monkeypatch.setattr(study, "load_corpus", lambda corpus, cache: ([], {}))
+    monkeypatch.setattr(study, "training_source", lambda corpus, config, cache_dir: SimpleNamespace(describe=lambda: "stub"))
     monkeypatch.setattr(transposition, "transposition_consistency", measure)
     return study, seen
 
@@ -182,7 +184,7 @@ def test_training_path_estimates_keys_with_the_calibration_its_evaluation_fitted
 
     study, seen = fake_study
     curve = [{"step": 1, "seconds": 0.0, "loss": 1.0, "cpsd": None, "ntxent": None, "grad_norm": 0.0}]
-    monkeypatch.setattr(study, "train", lambda config, cache, keys, log: (MT2Model(config.model_config()).eval(), curve))
+    monkeypatch.setattr(study, "train", lambda config, source, log: (MT2Model(config.model_config()).eval(), curve))
     fitted = {"calibration": {"rotation": 5, "direction": -1, "votes": {}, "agreement": 1.0, "references": "rendered"}}
     monkeypatch.setattr(study, "evaluate", lambda model, cache, manifest, compression, seed: fitted)
     (result,) = study.run_study(tmp_path, ["pc"], 1, tmp_path / "out", seed=4, log=lambda s: None, transpositions=6)

@@ -16,6 +16,17 @@ each run also gets the real-music measures of :func:`mt2.training.real_evaluatio
 (transpositions followed, no-key rate, same-track retrieval, soundtrack kNN; the excerpts of
 ``mt2 bench --real``), under ``real`` and as the ``real`` columns: a change that helps the corpus
 split and hurts real music shows in the same row.
+
+Batches come from the data path of ``mt2 pretrain``: :func:`training_source` opens the corpus
+with :func:`mt2.data.pretrain.open_source` and :func:`train` reads ``source.batches(...)`` on
+one rank from step 0, so a study row draws the batches of ``mt2 pretrain --data CORPUS`` with
+the same config (one device, ``num_workers`` 0; batch ``i`` from ``default_rng([seed, i, 0])``).
+A row with a real share (``pc-real50``, ``pc-real100``: the overlay holds only ``real_share``)
+is trained on ``round(B x real_share)`` random crops of the training tracks of the real-music
+corpus per batch (:class:`~mt2.data.pretrain.MixedSource`) and the rest rendered clips; its
+``real_data`` is the folder given as ``real`` (``--real``), which the same row is measured on
+(test tracks only are measured; no test track is trained on). Rows before recipe round 3 drew
+their batches from one generator seeded once, so they are not reproduced batch for batch.
 """
 from __future__ import annotations
 
@@ -27,6 +38,7 @@ import numpy as np
 import torch
 
 from mt2.data.cqt_cache import CQTCache, build_cqt_cache
+from mt2.data.pretrain import CachedSource, open_source
 from mt2.inference import Encoder
 from mt2.inference.calibration import Calibration
 from mt2.losses import TRIVIAL_FLOOR
@@ -36,7 +48,6 @@ from mt2.training.config import PretrainConfig, load_config
 from mt2.training.evaluation import evaluate
 from mt2.training.real_evaluation import real_measures
 from mt2.training.step import make_optimizer, train_step
-from mt2.data.views import sample_views
 
 #: The study's configurations: overrides of the shipped recipe (:func:`recipe`). ``pc`` is the
 #: recipe itself (pitch-class layout, 4 frames per token, CB pairs, summaries detached); the
@@ -64,6 +75,10 @@ OVERLAYS: dict[str, dict] = {
     "pc-class-mean": {"model": {"class_token_mean": True}},
     "pc-equivariant": {"variant": "equivariant"},
     "pc-contrastive": {"variant": "contrastive"},
+    # recipe round 3: the share of each batch cut from real recordings (``real_data`` is filled
+    # from the study's --real, see study_config); the recipe itself (``pc``) has none.
+    "pc-real50": {"real_share": 0.5},
+    "pc-real100": {"real_share": 1.0},
 }
 
 
@@ -73,28 +88,51 @@ def recipe(steps: int, seed: int = 0) -> PretrainConfig:
     return load_config("mt2-mini", max_steps=steps, seed=seed)
 
 
-def study_config(name: str, steps: int, seed: int = 0) -> PretrainConfig:
-    """The configuration of the study row ``name``: :data:`OVERLAYS` ``[name]`` on :func:`recipe`."""
+def study_config(name: str, steps: int, seed: int = 0, real: str | Path | None = None) -> PretrainConfig:
+    """The configuration of the study row ``name``: :data:`OVERLAYS` ``[name]`` on :func:`recipe`.
+
+    An overlay that sets ``real_share`` without ``real_data`` trains on the real-music corpus
+    ``real`` (the study's ``--real``) at that share.
+
+    Raises:
+        ValueError: an unknown name, or a real share without ``real``.
+    """
     if name not in OVERLAYS:
         raise ValueError(f"unknown study configuration {name!r}; choose from {sorted(OVERLAYS)}")
-    return recipe(steps, seed).overlaid(OVERLAYS[name])
+    overrides = dict(OVERLAYS[name])
+    if "real_share" in overrides and overrides.get("real_data") is None:
+        if real is None:
+            raise ValueError(f"study configuration {name!r} trains on real recordings: give the real-music corpus (--real FOLDER)")
+        overrides["real_data"] = str(real)
+    return recipe(steps, seed).overlaid(overrides)
 
 
-def train(config: PretrainConfig, cache: CQTCache, keys: list[str], log_every: int = 25, log=print) -> tuple[MT2Model, list[dict]]:
+def training_source(corpus: Path, config: PretrainConfig, cache_dir: Path) -> CachedSource:
+    """The pretraining source of ``mt2 pretrain --data corpus`` under ``config``
+    (:func:`mt2.data.pretrain.open_source`: the rendered corpus, mixed with ``config.real_data``
+    at ``config.real_share`` when it names one), cached under ``cache_dir``."""
+    return open_source(corpus, cache_dir, config.real_data, config.real_share)
+
+
+def real_share_of(config: PretrainConfig) -> float:
+    """The share of each training batch cut from real recordings (0 without ``real_data``)."""
+    return config.real_share if config.real_data else 0.0
+
+
+def train(config: PretrainConfig, source, log_every: int = 25, log=print) -> tuple[MT2Model, list[dict]]:
     """Train a fresh model of ``config`` for ``config.max_steps`` steps of
-    :func:`~mt2.training.step.train_step` on the cached clips ``keys`` (each batch
-    ``config.batch_size`` clips drawn from ``config.seed``'s generator); return it (eval mode)
-    and its curve."""
+    :func:`~mt2.training.step.train_step` on the batches of the pretraining ``source``
+    (:func:`training_source`, or any :mod:`mt2.data.pretrain` source): ``source.batches`` of
+    ``config.batch_size`` tracks from ``config.seed``, rank 0 of 1, from step 0, as ``mt2
+    pretrain`` reads them; return the model (eval mode) and its curve."""
     torch.manual_seed(config.seed)
-    generator = np.random.default_rng(config.seed)
     model = MT2Model(config.model_config())
-    view_config = config.view_config()
     optimizer, schedule = make_optimizer(model, config)
+    batches = iter(source.batches(batch_size=config.batch_size, views=config.view_config(), seed=config.seed, rank=0, world=1, start=0))
     curve, start = [], time.time()
     model.train()
     for step in range(config.max_steps):
-        chosen = generator.choice(len(keys), size=config.batch_size, replace=len(keys) < config.batch_size)
-        views = sample_views([cache[keys[i]] for i in chosen], view_config, generator)
+        views = next(batches).views
         losses, grad_norm = train_step(model, views, optimizer, schedule, config)
         record = {
             "step": step + 1,
@@ -113,6 +151,7 @@ def train(config: PretrainConfig, cache: CQTCache, keys: list[str], log_every: i
 def load_corpus(corpus: Path, cache_dir: Path) -> tuple[list[dict], CQTCache]:
     from mt2.corpus import read_manifest
 
+    corpus = Path(corpus).resolve()  # the root that open_source uses: one cache for evaluation and training
     manifest = read_manifest(corpus / "manifest.jsonl")
     cache = build_cqt_cache([c["path"] for c in manifest], corpus, cache_dir)
     return manifest, cache
@@ -124,15 +163,15 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
     ``out/runs.jsonl``, keep each model in ``out/models/NAME-sSEED-STEPS`` and rewrite ``out/table.md``.
     With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces (the
     model's key estimate uses the calibration that :func:`~mt2.training.evaluation.evaluate` fitted)."""
-    configs = {name: study_config(name, steps, seed) for name in names}  # unknown names fail before any work
+    configs = {name: study_config(name, steps, seed, real) for name in names}  # unknown names fail before any work
     _check_pieces(transpositions)
     out.mkdir(parents=True, exist_ok=True)
     manifest, cache = load_corpus(corpus, out / "cache")
-    train_keys = [c["path"] for c in manifest if c["split"] == "train" and c["path"] in cache]
     results = []
     for name, config in configs.items():
+        source = training_source(corpus, config, out / "cache")
         start = time.time()
-        model, curve = train(config, cache, train_keys, log=lambda s: log(f"[{name}] {s}"))
+        model, curve = train(config, source, log=lambda s: log(f"[{name}] {s}"))
         train_seconds = time.time() - start
         tail = curve[-min(50, len(curve)) :]
         cpsd_tail = [r["cpsd"] for r in tail if r["cpsd"] is not None]
@@ -142,6 +181,8 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
             "config": config.to_dict(),
             "steps": steps,
             "seed": seed,
+            "real_share": real_share_of(config),
+            "train_data": source.describe(),
             "train_seconds": round(train_seconds, 1),
             "final_loss": float(np.mean([r["loss"] for r in tail])),
             "final_cpsd": float(np.mean(cpsd_tail)) if cpsd_tail else None,
@@ -225,7 +266,7 @@ def save_run(encoder: Encoder, folder: Path) -> None:
 
 
 COLUMNS = [
-    ("name", "config"), ("steps", "steps"), ("train_seconds", "train s"), ("parameters", "params"),
+    ("name", "config"), ("steps", "steps"), ("real_share", "real share"), ("train_seconds", "train s"), ("parameters", "params"),
     ("final_cpsd", "CPSD (floor 2.777)"), ("equivariance", "equiv."), ("key_signature", "key sig."),
     ("within_fifth", "<= 1 fifth"), ("best_rotation", "best rot."), ("template", "template"), ("template_linear", "template lin."),
     ("instrument_knn", "instr. kNN tok1"), ("instrument_knn_input", "instr. kNN input"),
