@@ -149,15 +149,47 @@ def evaluate_probe(
 ) -> tuple[dict[str, list], dict]:
     """The estimates on every test set of ``tests`` (by name) of the probe trained on
     ``splits["train"]`` and selected on ``splits["valid"]``, and the selection summary."""
-    classes = task.classes(splits["train"].examples)
-    x, y = design(task, splits["train"], classes)
-    headline = task.metrics[0]
+    return evaluate_shared_probe([task], {task.name: splits}, {task.name: tests}, seed, steps, grid)[task.name]
+
+
+def _union(parts: list[TaskData]) -> TaskData:
+    """The examples of ``parts`` in order, each path once."""
+    seen, examples, features = set(), [], []
+    for part in parts:
+        for example, feature in zip(part.examples, part.features):
+            if example.path not in seen:
+                seen.add(example.path)
+                examples.append(example)
+                features.append(feature)
+    return TaskData(examples, features)
+
+
+def evaluate_shared_probe(
+    tasks: list[Task], splits: dict[str, dict[str, TaskData]], tests: dict[str, dict[str, TaskData]],
+    seed: int = 0, steps: int = STEPS, grid=GRID,
+) -> dict[str, tuple[dict[str, list], dict]]:
+    """One probe for ``tasks`` that share it (same :attr:`~mt2.bench.task.Task.shared_probe`,
+    or one task): trained once on the union of their train splits, selected on the union of
+    their valid splits by the headline metric of their :meth:`~mt2.bench.task.Task.selector`;
+    then each task decodes it on its own test sets. Returns, by task name, the estimates by
+    test set and the (common) selection summary. ``splits`` and ``tests`` are by task name."""
+    first = tasks[0]
+    if len({task.shared_probe for task in tasks}) != 1 or (len(tasks) > 1 and first.shared_probe is None):
+        raise ValueError(f"tasks {[t.name for t in tasks]} do not share a probe")
+    selector = first.selector()
+    train = _union([splits[t.name]["train"] for t in tasks])
+    valid = _union([splits[t.name]["valid"] for t in tasks])
+    classes = first.classes(train.examples)
+    x, y = design(first, train, classes)
+    headline = selector.metrics[0]
     selection = select_probe(
-        x, y, task.output, len(classes),
-        lambda probe: task.evaluate(splits["valid"], predict(task, probe, splits["valid"], classes))[headline],
+        x, y, first.output, len(classes),
+        lambda probe: selector.evaluate(valid, predict(selector, probe, valid, classes))[headline],
         grid, seed, steps,
     )
-    return {name: predict(task, selection.probe, data, classes) for name, data in tests.items()}, selection.summary()
+    summary = selection.summary()
+    return {task.name: ({name: predict(task, selection.probe, data, classes) for name, data in tests[task.name].items()}, summary)
+            for task in tasks}
 
 
 def evaluate_feature_probe(

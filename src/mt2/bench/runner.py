@@ -49,12 +49,13 @@ from mt2.bench.features import (
 )
 from mt2.bench.claims import BASELINE, assess_claims
 from mt2.bench.key import zero_shot_estimates
-from mt2.bench.probe import BATCH_SIZE, GRID, STEPS, evaluate_probe
+from mt2.bench.probe import BATCH_SIZE, GRID, STEPS, evaluate_shared_probe
 from mt2.bench.report import write_report
 from mt2.bench.stats import LEVEL, RESAMPLES, Mean, interval, resample_counts
 from mt2.bench.task import SPLITS, Task, TaskData
 from mt2.data.real import LOADERS, Example, load_dataset
 from mt2.inference import READOUTS
+from mt2.inference.encoder import DEFAULT_BATCH_SIZE
 
 #: The systems of a default run, in table order. A new shipped variant is one more name here
 #: (the ``masked`` variant's claim in :data:`mt2.bench.claims.CLAIMS` waits for it).
@@ -85,7 +86,7 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
     probe_steps: int = STEPS
     resamples: int = RESAMPLES
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
     device: str | None = None
     corpus_size: str = "small"
     corpus_seed: int = 0
@@ -465,19 +466,33 @@ def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCa
     paths = [clip.path for clip in plan.clips]
     jobs = [(request, TASKS[name]) for request in requests for name in plan.selections
             if TASKS[name].level == "clip" or request.readout in (FRAME_READOUT, EXTERNAL_READOUT)]
-    for request, task in tqdm(jobs, desc=f"{system.label}: probes", unit="probe", disable=not config.progress or None, leave=False):
+    groups: dict[tuple, list[Task]] = {}  # tasks sharing a probe (tempo, beats) are one job: one fit per seed
+    for request, task in jobs:
+        groups.setdefault((request, task.shared_probe or task.name), []).append(task)
+    for (request, _), group in tqdm(groups.items(), desc=f"{system.label}: probes", unit="probe", disable=not config.progress or None, leave=False):
         layer = None if system.kind == "external" else request.layer
         by_path = dict(zip(paths, features[request]))
-        need = "clip" if task.level == "clip" else "frames"
-        splits = _splits(plan.selections[task.name], by_path, need)
-        try:
-            _check_usable(splits, need)
-            tests = _tests(dataset, plan, task.name, splits, by_path, need)
-            runs = [evaluate_probe(task, splits, tests, seed, config.probe_steps) for seed in config.seeds]
-        except ValueError as error:
-            skipped.append({"task": task.name, "dataset": dataset, "system": system.label, "readout": request.readout, "reason": str(error)})
+        need = "clip" if group[0].level == "clip" else "frames"
+        splits, tests = {}, {}
+        for task in group:
+            try:
+                splits[task.name] = _splits(plan.selections[task.name], by_path, need)
+                _check_usable(splits[task.name], need)
+                tests[task.name] = _tests(dataset, plan, task.name, splits[task.name], by_path, need)
+            except ValueError as error:
+                skipped.append({"task": task.name, "dataset": dataset, "system": system.label, "readout": request.readout, "reason": str(error)})
+        group = [task for task in group if task.name in tests]
+        if not group:
             continue
-        outcomes += _outcomes(task, tests, (system.label, request.readout, layer), "probe", runs, splits)
+        try:
+            runs = [evaluate_shared_probe(group, splits, tests, seed, config.probe_steps) for seed in config.seeds]
+        except ValueError as error:
+            skipped += [{"task": task.name, "dataset": dataset, "system": system.label, "readout": request.readout, "reason": str(error)}
+                        for task in group]
+            continue
+        for task in group:
+            outcomes += _outcomes(task, tests[task.name], (system.label, request.readout, layer), "probe",
+                                  [run[task.name] for run in runs], splits[task.name])
     if zero_shot:  # no training: the test sets only, from the same extraction as every readout
         task = TASKS["key"]
         sets = {dataset: [e for e in plan.selections["key"] if e.split == "test"],

@@ -50,6 +50,10 @@ class Task(ABC):
     baseline_name: ClassVar[str]
     #: Whether the baseline trains something (then it is run once per probe seed).
     baseline_trained: ClassVar[bool] = False
+    #: Tasks naming the same shared probe have the same probe (classes, targets, rows): it is
+    #: fitted once per readout, layer and probe seed, and each task decodes its outputs
+    #: (:func:`mt2.bench.probe.evaluate_shared_probe`). None: the task has its own probe.
+    shared_probe: ClassVar[str | None] = None
 
     # -- which examples -------------------------------------------------------------------
     @abstractmethod
@@ -74,6 +78,11 @@ class Task(ABC):
     def decode(self, example: Example, features: dict[str, np.ndarray], probabilities: np.ndarray, classes: list) -> Any:
         """The estimate (what :meth:`score` compares to :meth:`reference`) from the probe's
         probabilities ``(1, C)`` for a clip or ``(F, C)`` for its frame tokens."""
+
+    def selector(self) -> Task:
+        """The task whose headline metric selects the probe on the validation split: the task
+        itself, or one task for every user of a shared probe."""
+        return self
 
     def inputs(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """The probe's input rows for one example: ``(1, D)`` or ``(F, D)``."""
