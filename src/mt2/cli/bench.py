@@ -10,17 +10,17 @@ The benchmark of record (docs/results) runs on the ``bench`` corpus:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mt2.bench import TASKS
-    from mt2.bench.probe import STEPS
-    from mt2.bench.runner import DEFAULT_MODELS, DEFAULT_READOUTS, DEFAULT_SEEDS, default_cache
-    from mt2.bench.stats import RESAMPLES
+    from mt2.bench.runner import DEFAULT_READOUTS, BenchConfig
     from mt2.corpus import SIZES
+
+    default = _defaults(BenchConfig)
 
     parser = sub.add_parser(
         "bench",
@@ -36,56 +36,60 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reported as missing and the run goes on.",
     )
     parser.add_argument(
-        "--models", nargs="*", default=list(DEFAULT_MODELS), metavar="MODEL",
+        "--models", nargs="*", default=default["models"], metavar="MODEL",
         help="shipped model names or folders written by save_pretrained; random:MODEL is the same network with random "
-        f"weights (default: {' '.join(DEFAULT_MODELS)})",
+        f"weights (default: {' '.join(default['models'])})",
     )
     parser.add_argument(
-        "--readouts", nargs="+", default=list(DEFAULT_READOUTS), choices=DEFAULT_READOUTS, metavar="READOUT",
+        "--readouts", nargs="+", default=default["readouts"], choices=DEFAULT_READOUTS, metavar="READOUT",
         help="equivariant / contrastive (one class token), average (their mean), frames (mean of the frame tokens; "
         "frame-level tasks need it), zero-shot (encoder.key on the key task, no probe); readouts a model lacks are "
-        f"left out (default: all: {' '.join(DEFAULT_READOUTS)})",
+        f"left out (default: {' '.join(default['readouts'])})",
     )
     parser.add_argument(
-        "--layers", nargs="+", type=int, default=[-1], metavar="LAYER",
-        help="transformer blocks to read, negative counts from the end; several give per-layer curves (default: -1)",
+        "--layers", nargs="+", type=int, default=default["layers"], metavar="LAYER",
+        help="transformer blocks to read, negative counts from the end; several give per-layer curves "
+        f"(default: {' '.join(map(str, default['layers']))})",
     )
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), metavar="TASK",
-        help=f"tasks to run (default: all: {' '.join(TASKS)})",
+        "--tasks", nargs="+", default=default["tasks"], choices=default["tasks"], metavar="TASK",
+        help=f"tasks to run (default: all: {' '.join(default['tasks'])})",
     )
     parser.add_argument(
-        "--data", default="corpus",
+        "--data", default=default["data"],
         help="'corpus' (the embedded corpus, rendered once into the cache folder), a rendered corpus folder "
         "(with manifest.jsonl; data/bench from mt2 corpus render --size bench for the benchmark of record), or a folder of real datasets in sub-folders named giantsteps-key, giantsteps-tempo, "
-        "ballroom, nsynth, tinysol, magnatagatune, gtzan (default: corpus)",
+        f"ballroom, nsynth, tinysol, magnatagatune, gtzan (default: {default['data']})",
     )
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: bench-results)")
+    parser.add_argument("--out", type=Path, default=default["out"], help=f"output folder (default: {default['out']})")
     parser.add_argument(
-        "--encoder", action="append", default=[], metavar="MODULE[:CALLABLE]", dest="encoders",
+        "--encoder", action="append", default=default["encoders"], metavar="MODULE[:CALLABLE]", dest="encoders",
         help="another model to benchmark, repeatable: MODULE:CALLABLE returning an object with embed(audio, sr), "
         "or a HEAR-API module (load_model, get_scene_embeddings, get_timestamp_embeddings); MODULE is imported from "
         "the current folder or the Python path",
     )
-    parser.add_argument("--cache", type=Path, default=default_cache(), help=f"feature cache folder (default: {default_cache()})")
+    parser.add_argument("--cache", type=Path, default=default["cache"], help=f"feature cache folder (default: {default['cache']})")
     parser.add_argument("--no-cache", action="store_true", help="extract every feature again and store nothing")
     parser.add_argument(
-        "--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="SEED",
+        "--seeds", nargs="+", type=int, default=default["seeds"], metavar="SEED",
         help="probe seeds: every probe is fitted once per seed, the metric is their mean and their spread is reported; "
-        f"the first also seeds random-weight models and the bootstrap (default: {' '.join(map(str, DEFAULT_SEEDS))})",
+        f"the first also seeds random-weight models and the bootstrap (default: {' '.join(map(str, default['seeds']))})",
     )
     parser.add_argument(
-        "--resamples", type=int, default=RESAMPLES, help=f"bootstrap resamples per interval (default: {RESAMPLES})"
+        "--resamples", type=int, default=default["resamples"], help=f"bootstrap resamples per interval (default: {default['resamples']})"
     )
-    parser.add_argument("--probe-steps", type=int, default=STEPS, help=f"optimiser steps per probe fit (default: {STEPS})")
+    parser.add_argument("--probe-steps", type=int, default=default["probe_steps"],
+                        help=f"optimiser steps per probe fit (default: {default['probe_steps']})")
     parser.add_argument(
-        "--corpus-size", default="small", choices=list(SIZES),
-        help="size of the embedded corpus rendered for --data corpus (default: small)",
+        "--corpus-size", default=default["corpus_size"], choices=list(SIZES),
+        help=f"size of the embedded corpus rendered for --data corpus (default: {default['corpus_size']})",
     )
-    parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the embedded corpus for --data corpus (default: 0)")
-    parser.add_argument("--batch-size", type=int, default=16, help="4-s windows per forward pass (default: 16)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
-    parser.add_argument("--real", default=None, metavar="DIR",
+    parser.add_argument("--corpus-seed", type=int, default=default["corpus_seed"],
+                        help=f"seed of the embedded corpus for --data corpus (default: {default['corpus_seed']})")
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"],
+                        help=f"4-s windows per forward pass (default: {default['batch_size']})")
+    parser.add_argument("--device", default=default["device"], help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
+    parser.add_argument("--real", default=default["real"], metavar="DIR",
                         help="a real-music corpus written by `mt2 corpus real DIR`: adds the real-recordings section "
                         "(soundtrack identification against MFCC, same-track retrieval, key without labels: transpositions "
                         "followed, no-key rate, agreement with essentia and madmom where installed); skipped with a "
@@ -93,6 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--real-only", action="store_true", help="with --real: only the real-recordings section (no corpus tasks)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.set_defaults(func=run)
+
+
+def _defaults(config_type) -> dict:
+    """Each field's default of a dataclass (its factory called), for the flags that set it."""
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(config_type)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,18 +57,15 @@ from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
 from mt2.inference.embedding import NO_KEY, READOUTS, Embedding, KeyEstimate, Readout, check_readout, readouts_of
 from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB, KeyStatistics, decide_key, key_statistics, tonality
-from mt2.inference.windows import Rows, cut_windows, file_blocks, to_model_rate
+from mt2.inference.windows import DEFAULT_BATCH_SIZE, Rows, cut_windows, file_blocks, to_model_rate
 from mt2.model import ModelConfig, MT2Model
 
 #: Names importable from here as before the split (:mod:`mt2.inference.embedding`,
 #: :mod:`mt2.inference.windows`, :mod:`mt2.inference.key_decision`).
 __all__ = [
-    "MIN_TONALITY", "NO_KEY", "READOUTS", "SILENCE_DB", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "ModelInput",
+    "DEFAULT_BATCH_SIZE", "MIN_TONALITY", "NO_KEY", "READOUTS", "SILENCE_DB", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "ModelInput",
     "Readout", "cut_windows", "load", "to_model_rate", "tonality",
 ]
-
-#: Windows per forward pass unless told otherwise.
-DEFAULT_BATCH_SIZE = 16
 
 
 class ModelInput(NamedTuple):

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mt2.inference.windows import DEFAULT_BATCH_SIZE
 from mt2.keys import MODES, chroma_from_window, key_name, key_templates, signature_of
 
 #: Nats of log-probability a key switch costs in the Viterbi pass (the module docstring).
@@ -318,7 +319,7 @@ def _chroma(encoder, spectrum: np.ndarray) -> np.ndarray:
     return np.stack([chroma_from_window(s[:, None], encoder.offset) for s in spectrum])
 
 
-def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch_size: int = 16) -> tuple[WindowEvidence, WindowEvidence]:
+def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[WindowEvidence, WindowEvidence]:
     """``(mt2 evidence, template evidence)`` from the same windows of one set of passes."""
     starts, lengths, duration, rows = _gather(encoder, audio, sr, passes, batch_size)
     chroma = _chroma(encoder, rows["spectrum"])
@@ -339,7 +340,7 @@ def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch
 
 
 def key_timeline(encoder, audio, sr: float, switch_penalty: float = DEFAULT_SWITCH_PENALTY, passes: int = DEFAULT_PASSES,
-                 method: str = "mt2", batch_size: int = 16) -> KeyTimeline:
+                 method: str = "mt2", batch_size: int = DEFAULT_BATCH_SIZE) -> KeyTimeline:
     """The local key of ``audio`` over time (the module docstring).
 
     Args:

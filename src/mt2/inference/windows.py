@@ -17,6 +17,9 @@ import torch
 from mt2.audio import RESAMPLE_QUALITY, audio_info, stream_audio
 from mt2.frontend import SAMPLE_RATE
 
+#: Windows per forward pass unless told otherwise (every batched path of the package).
+DEFAULT_BATCH_SIZE = 16
+
 
 def to_model_rate(audio, sr: float) -> np.ndarray:
     """Mono float32 at 16 kHz from ``(N,)`` or 2-D multichannel audio (numpy or torch) at ``sr``.
