@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mt2.corpus.build import plan, run_job
-from mt2.corpus.generator import MODULATIONS, STYLES, generate_modulating_piece, generate_piece, modulated_keys
+from mt2.corpus.generator import STYLES, generate_piece
+from mt2.corpus.modulation import MODULATIONS, generate_modulating_piece, modulated_keys
 from mt2.inference.timeline import KEYS, WindowEvidence, decode, viterbi
 from mt2.keys import parse_key
 

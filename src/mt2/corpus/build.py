@@ -38,9 +38,10 @@ import numpy as np
 from tqdm import tqdm
 
 from mt2.corpus import bach
-from mt2.corpus.generator import MODULATIONS, STYLES, generate_modulating_piece, generate_piece
+from mt2.corpus.generator import STYLES, generate_piece
 from mt2.corpus.instruments import INSTRUMENTS, orchestrate
 from mt2.corpus.manifest import SPLITS, write_manifest
+from mt2.corpus.modulation import MODULATIONS, generate_modulating_piece
 from mt2.corpus.notes import NOTE_CLIP_SECONDS, make_note, note_piece_id, note_pitches, note_splits
 from mt2.corpus.render import SAMPLE_RATE, check_soundfont, render_piece, soundfont_path
 from mt2.keys import MODES
@@ -79,7 +80,7 @@ class SizeSpec:
     cross_fonts: tuple[str, ...] = ()
     #: None: ordinary generated pieces. A number: the generated pieces are rendered whole (one
     #: clip of :data:`MODULATION_SECONDS`) and this share of them changes key once or twice at
-    #: bar lines (:func:`mt2.corpus.generator.generate_modulating_piece`), the others keep one key.
+    #: bar lines (:func:`mt2.corpus.modulation.generate_modulating_piece`), the others keep one key.
     modulating: float | None = None
 
 

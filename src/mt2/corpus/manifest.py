@@ -21,7 +21,7 @@ Fields (:data:`FIELDS`, in this order):
 - ``tags``: instrument families, ``solo`` or ``small-ensemble``, tempo class (``slow``
   below 90 BPM, ``fast`` from 130, else ``medium``), mode, style; ``style``.
 
-Clips of pieces that change key (the ``modulations`` size, :func:`mt2.corpus.generator.generate_modulating_piece`)
+Clips of pieces that change key (the ``modulations`` size, :func:`mt2.corpus.modulation.generate_modulating_piece`)
 add a last field, ``key_segments``: ``[start, end, key]`` per section, seconds from the clip
 start, covering the clip; their ``key`` is the opening key. Other clips do not have the field.
 """
