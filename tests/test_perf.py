@@ -19,7 +19,7 @@ def test_quick_perf_run_writes_report_and_json(tmp_path, capsys):
     ])
     assert status == 0
     results = json.loads(data.read_text())
-    assert set(results["sections"]) == {"cqt", "embed", "memory", "training"}
+    assert set(results["sections"]) == {"cqt", "embed", "memory", "training", "levers"}
     embed = results["sections"]["embed"]["result"]
     assert {row["backend"] for row in embed["rows"]} == {"nnaudio", "fast", "-"}
     mert = next(row for row in embed["rows"] if row["backend"] == "-")
@@ -37,6 +37,9 @@ def test_quick_perf_run_writes_report_and_json(tmp_path, capsys):
     assert all(row["peak_rss_mb"] > row["ready_rss_mb"] * 0.99 > 0 for row in memory)
     training = results["sections"]["training"]["result"]
     assert training["training"][0]["steps_per_second"] > 0 and len(training["pipeline"]) == 3
+    levers = results["sections"]["levers"]["result"]
+    assert levers["rows"][0]["name"] == "today" and all(row["step_seconds"] > 0 for row in levers["rows"])
+    assert "## Levers of one training step" in report.read_text()
     text = report.read_text()
     assert "## Targets" in text and "## What was tried" in text and (tmp_path / "perf.png").is_file()
     if not torch.cuda.is_available():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from mt2.perf import training as perf_training
 from mt2.perf.models import ModelSpec, model_specs, training_specs
@@ -37,3 +38,29 @@ def test_spec_lists_follow_the_preset():
     assert [(s.preset, s.overrides) for s in training_specs(("mt2-mini", "mt2-tiny"))] == [
         ("mt2-mini", {}), ("mt2-mini", dense), ("mt2-tiny", {}), ("mt2-tiny", dense),
     ]
+
+
+def test_levers_run_in_alternation_on_the_same_views_and_report_ratios(monkeypatch):
+    seen = []
+
+    def recorded(model, views, *args, **kwargs):
+        seen.append((model.config.frames_per_token, views.a.data_ptr(), torch.is_autocast_enabled("cpu")))
+        return step.train_step(model, views, *args, **kwargs)
+
+    monkeypatch.setattr(perf_training, "train_step", recorded)
+    clips = [np.random.default_rng(i).random((99, 400)).astype(np.float32) for i in range(3)]
+    levers = [perf_training.TODAY, perf_training.Lever("b", "bf16, 2 fpt", overrides={"frames_per_token": 2}, bf16=True)]
+    rows = perf_training.lever_speed("mt2-mini", levers, 2, 2, clips, shape=SMALL)
+    assert [s[0] for s in seen] == [4, 2, 4, 2, 4, 2]  # one untimed step each, then rounds that alternate
+    assert len({s[1] for s in seen}) == 1  # the same views for every lever
+    assert [s[2] for s in seen] == [False, True] * 3
+    assert rows[0]["speedup"] == 1.0 and rows[0]["drop_in"] and not rows[1]["drop_in"]
+    assert all(row["step_seconds"] > 0 and row["cpu_seconds"] >= 0 and row["steps_timed"] == 2 for row in rows)
+
+
+def test_the_lever_list_starts_with_today_and_compiles_only_when_asked():
+    levers = perf_training.training_levers()
+    assert levers[0] is perf_training.TODAY and levers[0].kernels == perf_training.TODAY_KERNELS
+    assert not any(lever.compile for lever in levers)
+    assert any(lever.compile for lever in perf_training.training_levers(compile_model=True))
+    assert {lever.name for lever in levers if lever.drop_in} >= {"today", "sliced GELU", "pair 0 unpadded", "defaults"}

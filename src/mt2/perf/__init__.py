@@ -10,7 +10,9 @@ In one process, with one thread count, on one decoded audio:
   agreement and speed;
 * :mod:`mt2.perf.memory`: peak RSS and time of ``Encoder.embed_file`` on long files, each in
   a child process;
-* :mod:`mt2.perf.training`: training steps per second and data-pipeline throughput.
+* :mod:`mt2.perf.training`: training steps per second and data-pipeline throughput; the
+  levers of one training step (kernel options, bf16 autocast, ``torch.compile``, frames per
+  token) side by side, as ratios measured in one run.
 
 :func:`mt2.perf.run.run_perf` runs them and :func:`mt2.perf.report.write_report` writes
 ``docs/perf/perf.md`` and a JSON. Submodules are imported on demand, so that a child process
@@ -18,4 +20,4 @@ measuring memory loads only what embedding needs.
 """
 
 #: The sections of a run, in order (``mt2 perf --only``).
-SECTIONS = ("cqt", "embed", "memory", "training")
+SECTIONS = ("cqt", "embed", "memory", "training", "levers")

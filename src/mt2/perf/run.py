@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 import mt2
+from mt2.model import make_config
 from mt2.audio import load_audio
 from mt2.data.pretrain import magnitude_of
 from mt2.frontend import DEFAULT_BACKEND, SAMPLE_RATE, CQTFrontend
@@ -26,7 +27,7 @@ from mt2.perf.memory import long_file_memory
 from mt2.perf.models import model_specs, training_specs
 from mt2.perf.mert_shape import QUICK_CONFIG, MertShapeConfig
 from mt2.perf.signals import harmonic_tone, music_files, real_music, synthetic_music
-from mt2.perf.training import pipeline_speed, training_speed
+from mt2.perf.training import lever_speed, pipeline_speed, training_levers, training_speed
 
 PIPELINE_FILES = 8
 SYNTHETIC_CLIP_SECONDS = 12.0
@@ -90,6 +91,7 @@ def run_perf(options: PerfOptions, log: Callable[[str], None] = print) -> dict:
             # the dense reference is left out: memory does not depend on the basis, and time is measured above
             "memory": lambda: long_file_memory(options.minutes, music, [s for s in specs if "pc_basis" not in s.overrides], DEFAULT_BACKEND, options.threads, scratch),
             "training": lambda: _training_section(options, scratch, log),
+            "levers": lambda: _levers_section(options, scratch, log),
         }
         for name in options.sections:
             before = load_average()
@@ -161,6 +163,19 @@ def _training_section(options: PerfOptions, scratch: Path, log) -> dict:
     log("timing the data pipeline")
     pipeline = pipeline_speed(files, options.train_batch, options.repeats)
     return {"files": [str(p) for p in files], "training": rows, "pipeline": pipeline}
+
+
+def _levers_section(options: PerfOptions, scratch: Path, log) -> dict:
+    files = _pipeline_files(options, scratch, 2 if options.quick else PIPELINE_FILES)
+    fast = CQTFrontend(backend="fast")
+    clips = [magnitude_of(fast, load_audio(path, SAMPLE_RATE)) for path in files]
+    preset = options.train_presets[-1]
+    own_rate = make_config(preset).frames_per_token
+    levers = [lever for lever in training_levers(options.compile_model) if lever.overrides.get("frames_per_token") != own_rate]
+    log(f"timing {len(levers)} ways to run a training step of {preset}, batch {options.train_batch}, in alternation"
+        + (" (torch.compile compiles first: minutes)" if options.compile_model else ""))
+    rows = lever_speed(preset, levers, options.train_batch, options.train_steps, clips)
+    return {"preset": preset, "batch": options.train_batch, "threads": options.threads, "rows": rows}
 
 
 def _pipeline_files(options: PerfOptions, scratch: Path, count: int) -> list[Path]:
