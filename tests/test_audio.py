@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from bad_inputs import BAD, make_bad_folder, tone
-from mt2.audio import AudioError, audio_info, load_audio, stream_audio
+from mt2.audio import AudioError, audio_info, load_audio, load_excerpt, load_segment, stream_audio
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,25 @@ def test_stream_concatenation_matches_load(tmp_path, rate):
     assert abs(len(streamed) - len(whole)) <= 1
     n = min(len(streamed), len(whole))
     np.testing.assert_allclose(streamed[:n], whole[:n], atol=1e-4)
+
+
+def test_excerpt_and_segment_read_the_same_samples_as_the_whole_file(tmp_path):
+    """load_segment (from a time) and load_excerpt (from a position) read only their span, and
+    it is that span of the whole file: mono, at the rate asked, kept inside the file."""
+    rng = np.random.default_rng(1)
+    stereo = (0.3 * rng.standard_normal((5 * 16000, 2))).astype(np.float32)
+    path = tmp_path / "noise.flac"
+    sf.write(path, stereo, 16000, subtype="PCM_24")
+    whole = load_audio(path)
+    np.testing.assert_array_equal(load_segment(path, 1.5, 2.0), whole[24000:56000])
+    np.testing.assert_array_equal(load_segment(path, 4.5, 2.0), whole[72000:])  # less where the file ends
+    np.testing.assert_array_equal(load_segment(path, 9.0, 1.0), whole[-1:])  # a start past the end: the last frame
+    np.testing.assert_array_equal(load_excerpt(path, 0.5, 2.0), whole[24000:56000])  # halfway through the 3 s of room
+    np.testing.assert_array_equal(load_excerpt(path, 1.0, 9.0), whole)  # longer than the file: the whole file
+    assert load_segment(path, 1.0, 1.0, sample_rate=8000).shape == (8000,)
+    for bad in ((-1.0, 1.0), (0.0, 0.0)):
+        with pytest.raises(ValueError):
+            load_segment(path, *bad)
 
 
 def test_stream_rejects_bad_block_size(bad_folder):

@@ -21,7 +21,7 @@ infinite samples are rejected.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-__all__ = ["AudioError", "AudioInfo", "audio_info", "load_audio", "stream_audio"]
+__all__ = ["AudioError", "AudioInfo", "audio_info", "load_audio", "load_excerpt", "load_segment", "stream_audio"]
 
 #: Resampling quality passed to soxr ("HQ": the library default, good to about -100 dB).
 RESAMPLE_QUALITY = "HQ"
@@ -155,10 +155,28 @@ def load_excerpt(path: str | os.PathLike, position: float, seconds: float, sampl
     """
     if not 0 <= position <= 1 or not seconds > 0:
         raise ValueError(f"need 0 <= position <= 1 and seconds > 0, got position={position}, seconds={seconds}")
+    return _read_span(path, seconds, sample_rate, lambda frames, count, rate: int(position * (frames - count)))
+
+
+def load_segment(path: str | os.PathLike, start: float, seconds: float, sample_rate: int = 16000) -> np.ndarray:
+    """Decode ``seconds`` of a file from ``start`` seconds (kept inside the file), mono float32 at
+    ``sample_rate``; less where the file ends first. Only the segment is read (libsndfile seeks).
+
+    Raises:
+        AudioError: as :func:`load_audio`.
+        ValueError: ``start`` negative or ``seconds`` not positive.
+    """
+    if not start >= 0 or not seconds > 0:
+        raise ValueError(f"need start >= 0 and seconds > 0, got start={start}, seconds={seconds}")
+    return _read_span(path, seconds, sample_rate, lambda frames, count, rate: min(int(start * rate), max(0, frames - 1)))
+
+
+def _read_span(path: str | os.PathLike, seconds: float, sample_rate: int, first: Callable[[int, int, int], int]) -> np.ndarray:
+    """Read ``seconds`` of ``path`` from frame ``first(frames, count, rate)``; mono, resampled."""
     path = Path(path)
     with _open(path) as handle:
         count = min(handle.frames, int(round(seconds * handle.samplerate)))
-        handle.seek(int(position * (handle.frames - count)))
+        handle.seek(first(handle.frames, count, handle.samplerate))
         source_rate = handle.samplerate
         try:
             data = handle.read(count, dtype="float32", always_2d=True)

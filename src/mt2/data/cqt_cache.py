@@ -41,13 +41,11 @@ def _fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-class CQTCache:
-    """Read access to a built cache: ``cache[key] -> (99, T) float32`` magnitudes."""
+class _Indexed:
+    """What both caches share: membership, size and keys of their index, and the skipped files."""
 
-    def __init__(self, array_path: Path, index: dict) -> None:
-        self.array = np.load(array_path, mmap_mode="r")
-        self.index = index["clips"]
-        self.skipped = index.get("skipped", {})
+    index: dict
+    skipped: dict
 
     def __contains__(self, key: str) -> bool:
         return key in self.index
@@ -57,6 +55,15 @@ class CQTCache:
 
     def keys(self) -> list[str]:
         return list(self.index)
+
+
+class CQTCache(_Indexed):
+    """Read access to a built cache: ``cache[key] -> (99, T) float32`` magnitudes."""
+
+    def __init__(self, array_path: Path, index: dict) -> None:
+        self.array = np.load(array_path, mmap_mode="r")
+        self.index = index["clips"]
+        self.skipped = index.get("skipped", {})
 
     def __getitem__(self, key: str) -> np.ndarray:
         start, frames = self.index[key]
@@ -150,7 +157,7 @@ def chunked_magnitude(frontend: CQTFrontend, audio: np.ndarray, chunk_frames: in
     return out
 
 
-class TrackCQTCache:
+class TrackCQTCache(_Indexed):
     """Per-track cached magnitudes, memory-mapped: ``cache.frames(key)``, ``cache.crop(key, start, n)``
     (float32 ``(99, n)``), ``cache[key]`` (the whole track, float32)."""
 
@@ -159,15 +166,6 @@ class TrackCQTCache:
         self.index = index["tracks"]
         self.skipped = index.get("skipped", {})
         self._arrays: dict[str, np.ndarray] = {}
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def keys(self) -> list[str]:
-        return list(self.index)
 
     def frames(self, key: str) -> int:
         return int(self.index[key][1])

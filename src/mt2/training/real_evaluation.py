@@ -32,9 +32,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from mt2.audio import load_segment
+from mt2.frontend import SAMPLE_RATE
 from mt2.keys import PITCH_NAMES_SHARP, key_name
 
-SAMPLE_RATE = 16000
 EXCERPT_SECONDS = 10.0
 #: Excerpts per track by split.
 EXCERPTS = {"train": 3, "valid": 2, "test": 2}
@@ -70,15 +71,6 @@ def read_manifest(folder: str | os.PathLike) -> tuple[Path, list[dict]]:
     return manifest.parent, rows
 
 
-def _read_segment(path: Path, start: float, seconds: float) -> np.ndarray:
-    """``seconds`` of mono audio at 16 kHz from ``start`` (s), read with a seek."""
-    with sf.SoundFile(path) as handle:
-        rate = handle.samplerate
-        handle.seek(min(int(start * rate), max(0, handle.frames - 1)))
-        block = handle.read(int(round(seconds * rate)), dtype="float32", always_2d=True).mean(axis=1)
-    return soxr.resample(block, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else block
-
-
 def shift_by_resampling(audio: np.ndarray, semitones: int) -> np.ndarray:
     """Pitch (and tempo) moved by ``semitones``: the signal resampled as if recorded at ``2^(n/12)`` x 16 kHz."""
     if semitones == 0:
@@ -107,7 +99,7 @@ def make_excerpts(root: Path, rows: list[dict], cache_dir: Path, seconds: float 
                 name = f"{row['track_id'].replace('/', '__')}_{i}{'' if n == 0 else f'_s{n:+d}'}.flac"
                 path = folder / name
                 if not path.exists():
-                    audio = shift_by_resampling(_read_segment(root / row["path"], start, seconds * 2 ** (n / 12)), n)
+                    audio = shift_by_resampling(load_segment(root / row["path"], start, seconds * 2 ** (n / 12), SAMPLE_RATE), n)
                     tmp = path.with_name(f".{name}.tmp.flac")
                     sf.write(tmp, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
                     os.replace(tmp, path)
