@@ -70,6 +70,20 @@ class CQTCache(_Indexed):
         return np.asarray(self.array[:, start : start + frames], dtype=np.float32)
 
 
+def _decoded(rel: str, path: Path, skipped: dict) -> np.ndarray | None:
+    """One file at 16 kHz, or None with the reason under ``skipped[rel]`` (unreadable, or shorter than one hop)."""
+    try:
+        audio = load_audio(path, SAMPLE_RATE)
+    except AudioError as error:
+        log.warning("skipping %s", error)
+        skipped[rel] = str(error)
+        return None
+    if audio.size < HOP_LENGTH:
+        skipped[rel] = f"{path}: shorter than one CQT hop ({audio.size} samples)"
+        return None
+    return audio
+
+
 def _equal_length_batches(rel_paths, full_paths, skipped: dict, progress: bool, batch_size: int = BATCH_SIZE):
     """Decode the clips and yield lists of ``(key, audio)`` of equal length, ``batch_size`` at most.
 
@@ -79,14 +93,8 @@ def _equal_length_batches(rel_paths, full_paths, skipped: dict, progress: bool, 
     """
     pending: dict[int, list] = {}
     for rel, path in tqdm(list(zip(rel_paths, full_paths)), desc="CQT cache", disable=not progress, unit="clip"):
-        try:
-            audio = load_audio(path, SAMPLE_RATE)
-        except AudioError as error:
-            log.warning("skipping %s", error)
-            skipped[rel] = str(error)
-            continue
-        if audio.size < HOP_LENGTH:
-            skipped[rel] = f"{path}: shorter than one CQT hop ({audio.size} samples)"
+        audio = _decoded(rel, path, skipped)
+        if audio is None:
             continue
         group = pending.setdefault(audio.size, [])
         group.append((rel, audio))
@@ -206,14 +214,8 @@ def build_track_cache(paths: list[str | os.PathLike], root: str | os.PathLike, c
         if target.exists():  # finished by an interrupted build
             tracks[rel] = [name, int(np.load(target, mmap_mode="r").shape[1])]
             continue
-        try:
-            audio = load_audio(root / rel, SAMPLE_RATE)
-        except AudioError as error:
-            log.warning("skipping %s", error)
-            skipped[rel] = str(error)
-            continue
-        if audio.size < HOP_LENGTH:
-            skipped[rel] = f"{root / rel}: shorter than one CQT hop ({audio.size} samples)"
+        audio = _decoded(rel, root / rel, skipped)
+        if audio is None:
             continue
         magnitude = chunked_magnitude(frontend, audio)
         del audio
