@@ -11,8 +11,11 @@ FORMATS = ("npz", "safetensors")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mt2.inference import READOUTS
+    import inspect
 
+    from mt2.inference import READOUTS, Encoder
+
+    defaults = {name: parameter.default for name, parameter in inspect.signature(Encoder.embed_file).parameters.items()}
     parser = sub.add_parser(
         "embed",
         help="embed audio files: clip, per-window and per-frame embeddings",
@@ -24,11 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder; the folder structure of each input folder is kept")
     parser.add_argument(
-        "--readout", default="average", choices=READOUTS,
+        "--readout", default=defaults["readout"], choices=READOUTS,
         help="embedding of the clip and of each window: a class token by role, the mean of the class tokens "
-        "(average, the default) or the mean of the frame tokens (frames)",
+        f"(average) or the mean of the frame tokens (frames) (default: {defaults['readout']})",
     )
-    parser.add_argument("--layer", type=int, default=-1, help="transformer block whose tokens are read; negative counts from the end (default: -1, the last)")
+    parser.add_argument("--layer", type=int, default=defaults["layer"],
+                        help=f"transformer block whose tokens are read; negative counts from the end (default: {defaults['layer']})")
     parser.add_argument("--format", default="npz", choices=FORMATS, help="output file format (default: npz; neither needs pickle to read)")
     parser.set_defaults(func=run)
 
