@@ -118,10 +118,30 @@ def test_under_bf16_autocast_the_levers_stay_within_bf16_rounding(levers):
 
 
 def test_kernel_options_are_restored_and_checked():
-    before = KernelOptions(**{f: getattr(KERNELS, f) for f in ("split_pair0", "sliced_gelu", "gelu_slice")})
+    before = KernelOptions(**{f: getattr(KERNELS, f) for f in ("split_pair0", "sliced_gelu", "gelu_slice", "bf16_math_attention")})
     with kernel_options(split_pair0=not before.split_pair0, gelu_slice=5):
         assert KERNELS.split_pair0 is not before.split_pair0 and KERNELS.gelu_slice == 5
     assert (KERNELS.split_pair0, KERNELS.sliced_gelu, KERNELS.gelu_slice) == (before.split_pair0, before.sliced_gelu, before.gelu_slice)
     with pytest.raises(ValueError, match="unknown kernel options"):
         with kernel_options(fused=True):
             pass
+
+
+def test_attention_under_bf16_takes_the_math_backend_and_agrees_with_the_flash_kernel():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 40, 24, requires_grad=True) for _ in range(3))
+    from mt2.model.pitch_class import attention
+
+    results = {}
+    for math_backend in (True, False):
+        with kernel_options(bf16_math_attention=math_backend), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attention(q, k, v)
+        grads = torch.autograd.grad(_weighted_sum(out.float()), [q, k, v])
+        results[math_backend] = (out.float(), grads)
+    exact = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    for out, grads in results.values():
+        assert (out - exact).abs().max() < 0.03 * exact.abs().max()
+    for a, b in zip(results[True][1], results[False][1]):
+        assert torch.linalg.vector_norm(a - b) < 0.03 * torch.linalg.vector_norm(b)
+    with kernel_options(bf16_math_attention=True):  # float32: the fused kernel, exactly as before
+        torch.testing.assert_close(attention(q, k, v), exact)

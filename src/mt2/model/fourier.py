@@ -32,60 +32,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
-from mt2.model.pitch_class import PITCH_CLASSES, CirculantLinear, PitchClassLayerNorm, PitchClassMLP
+# KernelOptions and kernel_options: the speed levers, defined beside the layers and re-exported here
+from mt2.model.pitch_class import KERNELS, PITCH_CLASSES, CirculantLinear, KernelOptions, PitchClassLayerNorm, PitchClassMLP, kernel_options  # noqa: F401
 
 PAIRS = PITCH_CLASSES // 2
-
-
-@dataclass
-class KernelOptions:
-    """How the Fourier-basis operations are computed (never what they compute): the levers
-    that ``mt2 perf`` times side by side (docs/perf). Change them with :func:`kernel_options`;
-    each default is the faster setting as measured on 2 CPU cores (issue 21).
-
-    * ``split_pair0``: pair 0 (frequencies 0 and 6) of every roll-commuting map as its two
-      real blocks (:func:`pair_product`), else padded to a ``2c' x 2c`` block like the others
-      (one ``bmm``). A sixth fewer multiply-adds, but two products instead of one: measured
-      1.01x in float32 and 0.96x under bf16 autocast on a training step of ``mt2-tiny``, so off.
-    * ``sliced_gelu``: under autograd and in float32, the MLP's pitch-class GELU round trip
-      through :class:`_PitchClassGelu` (cache-sized slices, pitch-class values recomputed in
-      the backward pass; one hidden-sized tensor fewer kept), else whole-tensor operations
-      (the former implementation). Measured 1.03-1.05x on a float32 training step; under bf16
-      autocast the whole-tensor form measured faster, so it is used there.
-    * ``gelu_slice``: columns per slice of that round trip (with or without autograd):
-      ``12 x 16384`` floats fit a 1 MB L2.
-    """
-
-    split_pair0: bool = False
-    sliced_gelu: bool = True
-    gelu_slice: int = 16384
-
-
-#: The options in force (module-wide).
-KERNELS = KernelOptions()
-
-
-@contextmanager
-def kernel_options(**changes) -> Iterator[KernelOptions]:
-    """Run the block with the :class:`KernelOptions` fields in ``changes``, then restore them."""
-    unknown = set(changes) - {f.name for f in fields(KernelOptions)}
-    if unknown:
-        raise ValueError(f"unknown kernel options {sorted(unknown)}; known: {[f.name for f in fields(KernelOptions)]}")
-    previous = {name: getattr(KERNELS, name) for name in changes}
-    for name, value in changes.items():
-        setattr(KERNELS, name, value)
-    try:
-        yield KERNELS
-    finally:
-        for name, value in previous.items():
-            setattr(KERNELS, name, value)
 SQRT12 = math.sqrt(PITCH_CLASSES)
 
 

@@ -18,12 +18,74 @@ the equivariant stream into an unconstrained one.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 PITCH_CLASSES = 12
+
+
+@dataclass
+class KernelOptions:
+    """How the pitch-class layers are computed (never what they compute): the levers
+    that ``mt2 perf`` times side by side (docs/perf). Change them with :func:`kernel_options`;
+    each default is the faster setting as measured on 2 CPU cores (issue 21).
+
+    * ``split_pair0``: pair 0 (frequencies 0 and 6) of every roll-commuting map as its two
+      real blocks (:func:`mt2.model.fourier.pair_product`), else padded to a ``2c' x 2c`` block like the others
+      (one ``bmm``); in the Fourier basis. A sixth fewer multiply-adds, but two products instead of one: measured
+      1.01x in float32 and 0.96x under bf16 autocast on a training step of ``mt2-tiny``, so off.
+    * ``sliced_gelu``: under autograd and in float32, the MLP's pitch-class GELU round trip
+      through :class:`mt2.model.fourier._PitchClassGelu` (cache-sized slices, pitch-class values recomputed in
+      the backward pass; one hidden-sized tensor fewer kept), else whole-tensor operations
+      (the former implementation). Measured 1.03-1.05x on a float32 training step; under bf16
+      autocast the whole-tensor form measured faster, so it is used there.
+    * ``gelu_slice``: columns per slice of that round trip (with or without autograd):
+      ``12 x 16384`` floats fit a 1 MB L2.
+    * ``bf16_math_attention``: under CPU bf16 autocast, ``scaled_dot_product_attention``
+      through its math backend (:func:`attention`): measured 1.16x on a bf16 training step of
+      ``mt2-tiny`` over the flash kernel, which does not gain from bf16 on a CPU without AMX;
+      in float32 the flash kernel is faster (0.93-0.96x with math), so it stays there.
+    """
+
+    split_pair0: bool = False
+    sliced_gelu: bool = True
+    gelu_slice: int = 16384
+    bf16_math_attention: bool = True
+
+
+#: The options in force (module-wide).
+KERNELS = KernelOptions()
+
+
+@contextmanager
+def kernel_options(**changes) -> Iterator[KernelOptions]:
+    """Run the block with the :class:`KernelOptions` fields in ``changes``, then restore them."""
+    unknown = set(changes) - {f.name for f in fields(KernelOptions)}
+    if unknown:
+        raise ValueError(f"unknown kernel options {sorted(unknown)}; known: {[f.name for f in fields(KernelOptions)]}")
+    previous = {name: getattr(KERNELS, name) for name in changes}
+    for name, value in changes.items():
+        setattr(KERNELS, name, value)
+    try:
+        yield KERNELS
+    finally:
+        for name, value in previous.items():
+            setattr(KERNELS, name, value)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``F.scaled_dot_product_attention(q, k, v)``; under CPU bf16 autocast through the math
+    backend when ``KERNELS.bf16_math_attention`` (:class:`KernelOptions`)."""
+    if KERNELS.bf16_math_attention and q.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 def _circulant_index() -> torch.Tensor:
@@ -146,7 +208,7 @@ class PitchClassAttention(nn.Module):
         def split_heads(t: torch.Tensor) -> torch.Tensor:  # (B, N, 12, c) -> (B, H, N, 12 * c/H)
             return t.view(b, n, p, self.heads, c // self.heads).permute(0, 3, 1, 2, 4).reshape(b, self.heads, n, -1)
 
-        out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+        out = attention(split_heads(q), split_heads(k), split_heads(v))
         out = out.view(b, self.heads, n, p, c // self.heads).permute(0, 2, 3, 1, 4).reshape(b, n, p, c)
         return self.basis.linear(self.proj, out)
 
