@@ -128,3 +128,15 @@ def test_excerpt_and_segment_read_the_same_samples_as_the_whole_file(tmp_path):
 def test_stream_rejects_bad_block_size(bad_folder):
     with pytest.raises(ValueError):
         stream_audio(bad_folder["good.flac"], block_seconds=0)
+
+
+def test_a_short_decode_within_the_tolerance_is_whole_and_beyond_it_truncated():
+    """Lossy headers declare an estimate (whole MP3s of the real corpus decode up to 0.09 % short);
+    the bad-inputs fixture's truncated FLAC keeps half of its bytes."""
+    from mt2.audio import SHORT_DECODE_TOLERANCE, _truncated
+
+    declared = 7_156_614
+    assert not _truncated(declared, declared - 6_150)  # asc's time_to_strike.mp3
+    assert not _truncated(declared, int(declared * (1 - SHORT_DECODE_TOLERANCE)) + 1)
+    assert _truncated(declared, int(declared * (1 - SHORT_DECODE_TOLERANCE)) - 1)
+    assert _truncated(32_000, 16_000)
