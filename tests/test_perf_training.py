@@ -26,14 +26,14 @@ def test_training_rows_time_the_shared_step_with_model_overrides(monkeypatch):
     assert len(calls) == 2 * 3 and calls[0] == SMALL  # one untimed step, then the timed ones, per row
     assert [row["frames_per_token"] for row in rows] == [4, 1] and rows[0]["overrides"] == SMALL
     assert all(row["steps_per_second"] > 0 and row["audio_seconds_per_second"] > 0 for row in rows)
-    assert perf_training.training_config(ModelSpec("x", "mt2-tiny"), 8).model_config().frames_per_token == 1
+    assert perf_training.training_config(ModelSpec("x", "mt2-tiny"), 8).model_config().frames_per_token == 4
 
 
 def test_spec_lists_follow_the_preset():
     mini, tiny = model_specs("mt2-mini"), model_specs("mt2-tiny")
     dense = {"pc_basis": "dense"}
     assert [s.overrides for s in mini] == [{}, dense, {"layout": "plain"}, {"frames_per_token": 1}]
-    assert [s.overrides for s in tiny] == [{}, dense, {"layout": "plain"}, {"frames_per_token": 4}, {}]
+    assert [s.overrides for s in tiny] == [{}, dense, {"layout": "plain"}, {"frames_per_token": 1}, {}]
     assert tiny[-1].preset == "mt2-mini"  # the shipped recipe's shape is timed beside the paper's
     assert [(s.preset, s.overrides) for s in training_specs(("mt2-mini", "mt2-tiny"))] == [
         ("mt2-mini", {}), ("mt2-mini", dense), ("mt2-tiny", {}), ("mt2-tiny", dense),

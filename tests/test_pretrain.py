@@ -89,9 +89,9 @@ def test_packaged_configs_train_the_preset_shape(preset):
     assert config.betas == (0.9, 0.98) and config.grad_clip == 1.0 and config.balance_weight == 0.0
 
 
-def test_mt2_tiny_is_the_papers_shape():
+def test_mt2_tiny_is_the_papers_size_at_the_shipped_token_rate():
     shape = load_config("mt2-tiny").model_config()
-    assert (shape.layout, shape.frames_per_token, shape.depth, shape.heads) == ("pitch-class", 1, 12, 3)
+    assert (shape.layout, shape.frames_per_token, shape.depth, shape.heads, shape.width) == ("pitch-class", 4, 12, 3, 192)
 
 
 def test_config_layers_merge_and_reject_unknown_keys(tmp_path):

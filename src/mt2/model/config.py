@@ -112,13 +112,14 @@ class ModelConfig:
 
 
 #: Named shapes, the one place of each recipe's model. ``mt2-tiny``: the paper's scale (ViT-Tiny
-#: backbone, about MERT-95M / 18 parameters) and token rate (1 frame per token), pitch-class
-#: layout. ``mt2-mini``: the shipped model (``mt2/weights/mt2``, docs/recipe.md): pitch-class
+#: backbone, about MERT-95M / 18 parameters), pitch-class layout, 4 frames per token (the shipped
+#: ``mt2/weights/mt2-tiny``: the paper's 1 frame per token, ``frames_per_token=1``, costs about 4x
+#: per training step, more than a 2-core CPU session affords; docs/perf). ``mt2-mini``: the shipped model (``mt2/weights/mt2``, docs/recipe.md): pitch-class
 #: layout, 4 frames per token; it trains on a laptop CPU and serves the tests. Both detach the
 #: equivariant stream's summaries from NT-Xent in the two-token model (recipe round 2,
 #: docs/recipe.md; :data:`TWO_TOKEN_ONLY`).
 PRESETS: dict[str, dict] = {
-    "mt2-tiny": dict(layout="pitch-class", frames_per_token=1, depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48,
+    "mt2-tiny": dict(layout="pitch-class", frames_per_token=4, depth=12, heads=3, width=192, mlp_ratio=4.0, pc_channels=48,
                      invariant_width=96, detach_summaries=True),
     "mt2-mini": dict(layout="pitch-class", frames_per_token=4, depth=4, heads=4, width=128, mlp_ratio=4.0, pc_channels=16,
                      invariant_width=64, detach_summaries=True),
