@@ -354,3 +354,22 @@ def test_shipped_model_finds_no_key_in_noise(kind):
         estimate = encoder.key(_noise(kind, db, seed=-db), SR)
         assert not estimate.has_key, (kind, db, estimate)
         assert estimate.level_db == pytest.approx(db, abs=0.5)
+
+
+def test_float16_storage_halves_the_file_and_reads_back_as_float32(tmp_path, noise):
+    """The shipped mt2-tiny is stored in float16: the file halves, loading casts back to float32,
+    and the outputs stay within float16 rounding of the float32 folder's."""
+    original = load("mt2")
+    original.save_pretrained(tmp_path / "f32")
+    original.save_pretrained(tmp_path / "f16", storage="float16")
+    size32, size16 = ((tmp_path / name / "model.safetensors").stat().st_size for name in ("f32", "f16"))
+    assert 0.45 < size16 / size32 < 0.55
+    half = Encoder.from_pretrained(tmp_path / "f16")
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    assert half.training_info["weights_storage"] == "float16"
+    a, b = original.embed(noise, SR), half.embed(noise, SR)
+    scale = np.abs(a.class_tokens).max()
+    assert np.abs(a.class_tokens - b.class_tokens).max() < 5e-3 * scale
+    assert np.abs(a.class_tokens - b.class_tokens).max() > 0  # it did round
+    with pytest.raises(ValueError, match="storage"):
+        original.save_pretrained(tmp_path / "bad", storage="int8")

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also fit the major/minor probe (supervised) on a rendered corpus's train clips and keep it if it beats "
         "the template rule on its valid clips (mt2.training.mode_probe); the report is stored under training.mode_probe",
     )
+    parser.add_argument("--float16", action="store_true",
+                        help="store the weights as float16 (half the file; read back as float32; the shipped mt2-tiny)")
     parser.set_defaults(func=run)
 
 
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from mt2.training.export import export_checkpoint
 
     try:
-        encoder = export_checkpoint(args.checkpoint, args.out, not args.no_calibrate, args.mode_probe, progress=True)
+        encoder = export_checkpoint(args.checkpoint, args.out, not args.no_calibrate, args.mode_probe, progress=True,
+                                    storage="float16" if args.float16 else "float32")
     except ValueError as error:
         print(f"mt2 export: error: {error}", file=sys.stderr)
         return 2

@@ -52,18 +52,27 @@ MODE_PROBE_INFO = {
 }
 
 
+#: Dtypes a model folder may store its floating tensors in (:func:`write_checkpoint`).
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 class CheckpointError(ValueError):
     """A model folder that cannot be loaded; the message names it and says what to do."""
 
 
 def write_checkpoint(
     folder: str | os.PathLike, model: MT2Model, calibration: Calibration | None = None, mode_probe: nn.Linear | None = None,
-    frontend: dict | None = None, training: dict | None = None,
+    frontend: dict | None = None, training: dict | None = None, storage: str = "float32",
 ) -> Path:
     """Write a model folder (created if needed): ``model.safetensors`` + ``config.json``.
 
     ``frontend`` is ``{"compression", "offset"}`` of the model input; ``training`` a free record.
+    ``storage`` (:data:`STORAGE_DTYPES`) is the dtype of the stored floating tensors: ``float16``
+    halves the file (the shipped ``mt2-tiny``); reading casts back to the model's float32, so a
+    folder reads the same either way (``training.weights_storage`` says so when it is not float32).
     """
+    if storage not in STORAGE_DTYPES:
+        raise ValueError(f"storage={storage!r} is not one of {tuple(STORAGE_DTYPES)}")
     from mt2 import __version__  # deferred: mt2/__init__ imports this package
 
     folder = Path(folder)
@@ -71,7 +80,9 @@ def write_checkpoint(
     tensors = {MODEL_PREFIX + name: value for name, value in model.state_dict().items()}
     if mode_probe is not None:
         tensors |= {PROBE_PREFIX + name: value for name, value in mode_probe.state_dict().items()}
-    save_file({name: value.detach().cpu().contiguous() for name, value in tensors.items()}, folder / WEIGHTS_FILE, metadata={"format": "pt"})
+    dtype = STORAGE_DTYPES[storage]
+    stored = {name: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous() for name, value in tensors.items()}
+    save_file(stored, folder / WEIGHTS_FILE, metadata={"format": "pt"})
     config = {
         "format": FORMAT,
         "model": model.config.to_dict(),
@@ -79,7 +90,8 @@ def write_checkpoint(
         "calibration": None if calibration is None else calibration.to_dict(),
         "mode_probe": None if mode_probe is None else MODE_PROBE_INFO,
         "mt2_version": __version__,
-        "training": dict(training or {}),
+        "training": {k: v for k, v in (training or {}).items() if k != "weights_storage"} | (
+            {} if storage == "float32" else {"weights_storage": storage}),
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return folder

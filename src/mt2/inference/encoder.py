@@ -122,11 +122,12 @@ class Encoder(nn.Module):
         self.eval()
 
     # -- persistence -------------------------------------------------------------------
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
-        """Write ``model.safetensors`` and ``config.json`` to ``folder`` (see :mod:`mt2.inference.checkpoint`)."""
+    def save_pretrained(self, folder: str | os.PathLike, storage: str = "float32") -> None:
+        """Write ``model.safetensors`` and ``config.json`` to ``folder`` (see :mod:`mt2.inference.checkpoint`),
+        the weights stored as ``storage`` (``float32`` or ``float16``)."""
         write_checkpoint(
             folder, self.model, calibration=self.calibration, mode_probe=self.mode_probe,
-            frontend={"compression": self.compression, "offset": self.offset}, training=self.training_info,
+            frontend={"compression": self.compression, "offset": self.offset}, training=self.training_info, storage=storage,
         )
 
     @classmethod

@@ -42,6 +42,7 @@ def export_checkpoint(
     calibrate: bool = True,
     mode_probe_corpus: str | os.PathLike | None = None,
     progress: bool = False,
+    storage: str = "float32",
 ) -> Encoder:
     """Write the model folder ``out`` from a pretraining checkpoint; return the encoder.
 
@@ -49,7 +50,8 @@ def export_checkpoint(
     reference timbres disagree, the folder is written without one and the reason is kept
     under ``training.calibration_error``. With ``mode_probe_corpus`` the mode probe is fitted
     on that rendered corpus (:func:`~mt2.training.mode_probe.fit_mode_probe_on_corpus`) and
-    its report kept under ``training.mode_probe``.
+    its report kept under ``training.mode_probe``. ``storage``: the weights' dtype in the folder
+    (``float32``, or ``float16`` for half the size: :func:`mt2.inference.checkpoint.write_checkpoint`).
 
     Raises:
         ValueError: the mode probe cannot be fitted (the message names the corpus; nothing is
@@ -78,5 +80,5 @@ def export_checkpoint(
         except (ValueError, OSError) as error:
             raise ValueError(f"mode probe on {mode_probe_corpus}: {error}") from error
         encoder.training_info["mode_probe"] = report.to_dict()
-    encoder.save_pretrained(Path(out))
+    encoder.save_pretrained(Path(out), storage)
     return encoder
