@@ -55,3 +55,18 @@ def test_mert_shape_layout():
     quick = MertShape(QUICK_CONFIG).eval()
     frames = quick.embed(np.zeros(16_000, np.float32), 16_000)
     assert frames.shape == (374, QUICK_CONFIG.width)  # one zero-padded 5-s window: 75 frames/s less the conv edges
+
+
+def test_perf_cli_defaults_are_the_options_defaults():
+    """`mt2 perf` with no flags builds the default PerfOptions (no default restated as a literal)."""
+    import argparse
+
+    from mt2.cli import perf as cli_perf
+    from mt2.perf.run import PerfOptions
+
+    parser = argparse.ArgumentParser()
+    cli_perf.register(parser.add_subparsers())
+    args = parser.parse_args(["perf"])
+    defaults = PerfOptions()
+    for name in ("seconds", "threads", "repeats", "minutes", "train_steps", "train_batch"):
+        assert getattr(args, name) == getattr(defaults, name), name

@@ -18,7 +18,9 @@ def _minutes(text: str) -> tuple[float, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mt2.perf import SECTIONS
+    from mt2.perf.run import PerfOptions
 
+    defaults = PerfOptions()
     parser = sub.add_parser(
         "perf",
         help="measure speed and memory: MT2 against a MERT-95M-shaped network, long files, training",
@@ -30,22 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report with a figure and a JSON file. Timings on a machine shared with other work are slower: the report "
         "records the load average.",
     )
-    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of music for the speed measurements (default: 60)")
+    parser.add_argument("--seconds", type=float, default=defaults.seconds, help=f"seconds of music for the speed measurements (default: {defaults.seconds:g})")
     parser.add_argument("--json", type=Path, default=Path("docs/perf/perf.json"), help="JSON output (default: docs/perf/perf.json)")
     parser.add_argument(
         "--report", type=Path, default=Path("docs/perf/perf.md"),
         help="Markdown report; its figure is written beside it with the suffix .png (default: docs/perf/perf.md)",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for every measurement (default: 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is kept (default: 3)")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help=f"torch threads for every measurement (default: {defaults.threads})")
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help=f"timed repetitions; the best is kept (default: {defaults.repeats})")
     parser.add_argument(
         "--audio", type=Path, default=None,
         help="music file or folder (searched recursively) to measure on; default: synthetic scales and cadences. "
         "Real music makes the CQT agreement check meaningful",
     )
-    parser.add_argument("--minutes", type=_minutes, default=(10.0, 30.0, 60.0), help="durations of the long files, comma-separated (default: 10,30,60)")
-    parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per preset (default: 3)")
-    parser.add_argument("--train-batch", type=int, default=32, help="tracks per training batch (default: 32)")
+    parser.add_argument("--minutes", type=_minutes, default=defaults.minutes,
+                        help=f"durations of the long files, comma-separated (default: {','.join(f'{m:g}' for m in defaults.minutes)})")
+    parser.add_argument("--train-steps", type=int, default=defaults.train_steps, help=f"timed training steps per preset (default: {defaults.train_steps})")
+    parser.add_argument("--train-batch", type=int, default=defaults.train_batch, help=f"tracks per training batch (default: {defaults.train_batch})")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile on the model (compilation takes minutes)")
     parser.add_argument(
         "--only", default=",".join(SECTIONS),
