@@ -73,6 +73,8 @@ CLAIMS = (
     Claim("MT2 beats MERT (a larger model)", MT2, Side("mert", "external")),
     Claim("training beats random weights (sanity check)", MT2, Side("random:mt2", "random", MT2_ROLES)),
     Claim("MT2 beats the classical DSP baselines (sanity check)", MT2, Side(BASELINE)),
+    Claim("the paper-sized MT2 (mt2-tiny, 5.9 M parameters) beats the shipped small one (mt2, 0.47 M)",
+          Side("mt2-tiny"), MT2),
 )
 
 
