@@ -139,13 +139,14 @@ def test_contrastive_projection_is_roll_invariant_without_register(pc_basis):
 def test_presets_have_the_papers_size_and_the_shipped_shape():
     # mt2-tiny: the paper's scale, about MERT-95M / 18 = 5.3 M parameters (DESIGN.md section 2)
     assert 5.0e6 <= count_parameters(build_model("mt2-tiny", "mt2")) <= 6.0e6
-    # mt2-mini: exactly the shape of every shipped model folder, variant by variant
+    # one preset per trained shape: every shipped folder is exactly its training preset, variant by variant
     import mt2
 
     for name in mt2.inference.shipped_models():
         encoder = mt2.load(name)
         variant = next(v for v, roles in VARIANTS.items() if roles == encoder.config.roles)
-        assert encoder.config == make_config("mt2-mini", variant), name
+        assert encoder.training_info["preset"] in PRESETS, name
+        assert encoder.config == make_config(encoder.training_info["preset"], variant), name
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

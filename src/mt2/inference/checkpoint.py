@@ -40,7 +40,7 @@ FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 #: Names that :func:`resolve` looks up in the package's ``weights/`` folder.
-SHIPPED_MODELS = ("mt2", "contrastive", "equivariant", "masked")
+SHIPPED_MODELS = ("mt2", "contrastive", "equivariant", "masked", "mt2-tiny")
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".pth", ".pkl")
 MODEL_PREFIX = "model."
 PROBE_PREFIX = "mode_probe."
@@ -263,7 +263,7 @@ def shipped_models() -> list[str]:
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path | Traversable:
-    """The model folder for a shipped name (``mt2``, ``contrastive``, ``equivariant``, ``masked``) or a path.
+    """The model folder for a shipped name (:data:`SHIPPED_MODELS`: ``mt2``, ``contrastive``, ``equivariant``, ``masked``, ``mt2-tiny``) or a path.
 
     An existing path wins over a shipped name. A path to ``config.json`` or
     ``model.safetensors`` stands for its folder.

@@ -402,7 +402,7 @@ class Encoder(nn.Module):
 
 
 def load(name_or_path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Encoder:
-    """An :class:`Encoder` from a shipped name (``mt2``, ``contrastive``, ``equivariant``) or a
+    """An :class:`Encoder` from a shipped name (``mt2``, ``contrastive``, ``equivariant``, ``masked``, ``mt2-tiny``) or a
     folder, computing its CQT with ``backend`` (:data:`mt2.frontend.BACKENDS`).
 
     Raises:
