@@ -24,17 +24,13 @@ import torch
 import mt2
 from mt2.bench.stats import Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.corpus import read_manifest as read_corpus
-from mt2.training.real_evaluation import SAMPLE_RATE, followed, make_excerpts, moved_right, partner_ranks, read_manifest
+from mt2.training.real_evaluation import SAMPLE_RATE, make_excerpts, moved_right, partner_ranks, read_manifest, test_keys
 
 
 def per_example(encoder, excerpts, corpus_root: Path, corpus_rows: list[dict]) -> dict:
     load = lambda path: sf.read(path, dtype="float32")[0]  # noqa: E731
     key_set = [e for e in excerpts if e.split == "test"]
-    estimates = []
-    for e in key_set:
-        estimate = encoder.key(load(e.path), SAMPLE_RATE)
-        estimates.append(estimate.key if estimate.has_key else None)
-    originals, pairs = followed(estimates, key_set)
+    estimates, originals, pairs = test_keys(encoder, excerpts)
     plain = [e for e in excerpts if e.shift == 0 and e.split in ("train", "test")]
     vectors = np.stack([encoder.embed(load(e.path), SAMPLE_RATE).clip for e in plain])
     train = np.array([e.split == "train" for e in plain])

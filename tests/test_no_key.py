@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mt2.inference import load, shipped_models
+from mt2.study.no_key import at_level, coloured_noise
 from mt2.inference.key_decision import (
     CONTRAST_WIDTH, LOG_FLOOR, MIN_TONALITY, NOISE_FLOOR, noise_contrast, tonal_contrast, tonality, window_tonality,
 )
@@ -52,12 +53,7 @@ def test_noise_contrast_falls_with_averaging_to_a_floor():
 
 
 def _noise(kind: str, db: float, seconds: float, seed: int) -> np.ndarray:
-    n = int(seconds * SR)
-    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
-    f = np.maximum(np.arange(len(spectrum)), 1)
-    spectrum /= {"white": 1, "pink": np.sqrt(f), "brown": f}[kind]
-    x = np.fft.irfft(spectrum, n)
-    return (10 ** (db / 20) * x / np.sqrt(np.mean(x**2))).astype(np.float32)
+    return at_level(coloured_noise(kind, int(seconds * SR), np.random.default_rng(seed)), db)
 
 
 def _music_with_drums(seconds: float, seed: int) -> np.ndarray:

@@ -153,6 +153,17 @@ def moved_right(estimates: list[str | None], pairs) -> list[bool]:
     return [estimates[j] is not None and estimates[j] == _moved(estimates[o], n) for o, j, n in pairs]
 
 
+def test_keys(encoder, excerpts: list[Excerpt]) -> tuple[list[str | None], list[int], list[tuple[int, int, int]]]:
+    """``encoder.key`` of every test excerpt (None: no key), in order, with :func:`followed`'s
+    unshifted indices and (original, shifted, n) pairs."""
+    key_set = [e for e in excerpts if e.split == "test"]
+    estimates = []
+    for e in key_set:
+        estimate = encoder.key(sf.read(e.path, dtype="float32")[0], SAMPLE_RATE)
+        estimates.append(estimate.key if estimate.has_key else None)
+    return (estimates, *followed(estimates, key_set))
+
+
 def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLike, seconds: float = EXCERPT_SECONDS) -> dict:
     """The study's real-music columns for ``encoder`` (module docstring); ``{"error": why}``
     where the corpus is missing."""
@@ -180,11 +191,6 @@ def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLi
         encoder.check_key_support()
     except ValueError as error:
         return {**result, "key_error": str(error)}
-    key_set = [e for e in excerpts if e.split == "test"]
-    estimates = []
-    for e in key_set:
-        estimate = encoder.key(load(e.path), SAMPLE_RATE)
-        estimates.append(estimate.key if estimate.has_key else None)
-    originals, pairs = followed(estimates, key_set)
+    estimates, originals, pairs = test_keys(encoder, excerpts)
     return {**result, "followed": float(np.mean(moved_right(estimates, pairs))),
             "no_key": float(np.mean([estimates[i] is None for i in originals])), "pairs": len(pairs)}
