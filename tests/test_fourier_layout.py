@@ -25,16 +25,12 @@ from mt2.model.fourier import (
 )
 from mt2.model.layout import split_tokens
 from mt2.model.pitch_class import CirculantLinear, PitchClassLayerNorm, PitchClassMLP, invariant_features
+from tiny_encoder import one_thread
 
 TOL = dict(atol=2e-5, rtol=2e-5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+single_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 def cqt(batch=2, frames=126, seed=0):

@@ -14,6 +14,7 @@ import torch
 from mt2 import build_model
 from mt2.model.fourier import KERNELS, KernelOptions, fourier_linear, fourier_mlp, kernel_options, to_fourier, to_pitch_class
 from mt2.model.pitch_class import CirculantLinear, PitchClassMLP
+from tiny_encoder import one_thread
 
 TOL = dict(atol=2e-5, rtol=2e-5)
 GRAD_TOL = dict(atol=1e-4, rtol=1e-3)
@@ -22,12 +23,7 @@ TODAY = dict(split_pair0=False, sliced_gelu=False)
 SETTINGS = [dict(split_pair0=a, sliced_gelu=b, gelu_slice=s) for (a, b), s in itertools.product(itertools.product([False, True], repeat=2), [7, 16384])]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+single_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 def _weighted_sum(y: torch.Tensor) -> torch.Tensor:
