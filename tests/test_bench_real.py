@@ -99,3 +99,13 @@ def test_study_real_measures_on_the_same_excerpts(small_real_corpus, tmp_path):
     for name in ("followed", "no_key", "retrieval_top1", "retrieval_mrr", "soundtrack_knn"):
         assert 0 <= measures[name] <= 1, name
     assert "error" in real_measures(make_encoder(), tmp_path / "none", tmp_path)
+
+
+def test_reproduce_line_names_the_real_corpus():
+    from mt2.bench.report import reproduce
+
+    results = {"config": {"models": ["mt2"], "data": "data/bench", "out": "out", "real": "data/real", "real_only": True},
+               "datasets": {}, "seeds": {"probe": [0, 1]}}
+    assert "--seeds 0 1 --real data/real --real-only`" in reproduce(results)
+    results["config"]["real"] = None
+    assert "--real" not in reproduce(results)

@@ -144,8 +144,9 @@ def reproduce(results: dict) -> str:
     else:
         render = f"`mt2 corpus render {config['data']} --size {corpus['size']} --seed {corpus['seed']}` then " if corpus else ""
         data = config["data"]
+    real = (f" --real {config['real']}" + (" --real-only" if config.get("real_only") else "")) if config.get("real") else ""
     return (f"{render}`mt2 bench --data {data} --out {config['out']} --models {models} --seeds "
-            f"{' '.join(map(str, results['seeds']['probe']))}` (features cached per model and clip list).")
+            f"{' '.join(map(str, results['seeds']['probe']))}{real}` (features cached per model and clip list).")
 
 
 def render_markdown(results: dict) -> str:
