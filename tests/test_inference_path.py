@@ -26,19 +26,20 @@ def fixed_clip() -> tuple[np.ndarray, int]:
 @pytest.mark.parametrize("name", ["mt2", "equivariant", "contrastive", "masked"])
 def test_shipped_weights_give_the_reference_outputs(name):
     """Outputs recorded before the encoder was split (tests/data/shipped_reference.npz): every
-    change to the path or the model must keep them within 1e-6."""
+    change to the path or the model must keep them within 1e-6 (relative above 1: float32 keeps about
+    7 digits, and another thread count or BLAS build moves the last one of values near 10)."""
     if name not in shipped_models():
         pytest.skip(f"{name} is not shipped in this installation")
     reference = np.load(REFERENCE)
     encoder = mt2.load(name)
     clip, sr = fixed_clip()
     emb = encoder.embed(clip, sr, layers=[0])
-    np.testing.assert_allclose(emb.class_tokens_at(-1), reference[f"{name}/class_tokens"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(emb.class_tokens_at(0), reference[f"{name}/class_tokens_0"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(emb.frames.mean(axis=0), reference[f"{name}/frames_mean"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(emb.class_tokens_at(-1), reference[f"{name}/class_tokens"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(emb.class_tokens_at(0), reference[f"{name}/class_tokens_0"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(emb.frames.mean(axis=0), reference[f"{name}/frames_mean"], rtol=1e-6, atol=1e-6)
     if f"{name}/profile" in reference:
-        np.testing.assert_allclose(emb.key_probabilities, reference[f"{name}/key_probabilities"], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(encoder.key(clip, sr).profile, reference[f"{name}/profile"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(emb.key_probabilities, reference[f"{name}/key_probabilities"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(encoder.key(clip, sr).profile, reference[f"{name}/profile"], rtol=1e-6, atol=1e-6)
         assert encoder.key(clip, sr).key == "A major"
 
 
