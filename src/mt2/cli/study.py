@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--configs", default="pc", help=f"comma-separated configuration names; overlays of the shipped recipe (mt2.study.OVERLAYS): {', '.join(sorted(OVERLAYS))}")
     parser.add_argument("--steps", type=int, default=PretrainConfig.max_steps,
                         help=f"training steps per configuration (batch {PretrainConfig.batch_size} tracks; default: the recipe's {PretrainConfig.max_steps})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and evaluation shifts")
+    parser.add_argument("--seed", type=int, default=PretrainConfig.seed, help=f"seed of initialisation, batches and evaluation shifts (default: the recipe's {PretrainConfig.seed})")
     parser.add_argument("--out", type=Path, default=Path("runs/study"), help="output folder (runs.jsonl, table.md, cache/)")
     parser.add_argument("--evaluate", type=Path, nargs="+", metavar="FOLDER", help="instead of training, evaluate exported models (mt2 export folders) and add them to the table")
     parser.add_argument(
