@@ -142,11 +142,17 @@ def key_templates() -> np.ndarray:
     return (rows - rows.mean(axis=1, keepdims=True)) / rows.std(axis=1, keepdims=True)
 
 
+def template_scores(chroma: np.ndarray) -> np.ndarray:
+    """Pearson correlations ``(..., 24)`` of chroma ``(..., 12)`` (C = 0) with the 24 templates of
+    :func:`key_templates` (majors C..B, then minors C..B)."""
+    chroma = np.asarray(chroma, dtype=np.float64)
+    z = (chroma - chroma.mean(axis=-1, keepdims=True)) / (chroma.std(axis=-1, keepdims=True) + 1e-12)
+    return z @ key_templates().T / 12
+
+
 def template_key(chroma: np.ndarray) -> tuple[int, str, np.ndarray]:
     """Key with the highest Pearson correlation to the chroma ``(12,)`` (C = 0): tonic, mode, scores (24,)."""
-    chroma = np.asarray(chroma, dtype=np.float64)
-    z = (chroma - chroma.mean()) / (chroma.std() + 1e-12)
-    scores = key_templates() @ z / 12
+    scores = template_scores(chroma)
     best = int(np.argmax(scores))
     return best % 12, MODES[best // 12], scores
 

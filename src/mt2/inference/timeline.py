@@ -53,21 +53,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mt2.inference.embedding import NO_KEY
+from mt2.inference.key_decision import MIN_WINDOW_SECONDS, window_tonality
 from mt2.inference.windows import DEFAULT_BATCH_SIZE
-from mt2.keys import MODES, chroma_from_window, key_name, key_templates, signature_of
+from mt2.keys import MODES, chroma_from_window, key_name, signature_of, template_scores, tonic_of
 
 #: Nats of log-probability a key switch costs in the Viterbi pass (the module docstring).
 DEFAULT_SWITCH_PENALTY = 24.0
 #: Embedding passes, each offset by ``1 / passes`` of a window (4: a hop of about 1 s).
 DEFAULT_PASSES = 4
-#: Windows shorter than this (seconds of audio) are dropped unless nothing else is left.
-MIN_WINDOW_SECONDS = 1.0
 #: Sharpness of the soft template mode rule (per unit of correlation difference).
 TEMPLATE_MODE_SHARPNESS = 10.0
 #: Sharpness of the template baseline's key probabilities (per unit of correlation).
 TEMPLATE_SHARPNESS = 20.0
-#: Label of a no-key segment (mir_eval's uncategorised key, as :data:`mt2.inference.NO_KEY`).
-NO_KEY_LABEL = "X"
 #: The 24 keys in state order: state ``i`` is tonic ``i % 12`` in mode ``MODES[i // 12]``.
 KEYS = tuple(key_name(i % 12, MODES[i // 12]) for i in range(24))
 _NO_KEY_STATE = 24
@@ -114,7 +112,7 @@ class KeySegment:
     @property
     def label(self) -> str:
         """The key in mir_eval syntax, ``"X"`` without one."""
-        return self.key if self.key is not None else NO_KEY_LABEL
+        return self.key if self.key is not None else NO_KEY
 
     def to_dict(self) -> dict:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "key": self.label,
@@ -230,7 +228,7 @@ def decode(evidence: WindowEvidence, switch_penalty: float = DEFAULT_SWITCH_PENA
     hop = float(np.median(np.diff(evidence.centres))) if steps > 1 else float(evidence.duration)
     return KeyTimeline(
         segments=segments, times=evidence.centres.copy(),
-        window_keys=[NO_KEY_LABEL if s == _NO_KEY_STATE else KEYS[s] for s in path],
+        window_keys=[NO_KEY if s == _NO_KEY_STATE else KEYS[s] for s in path],
         window_confidence=confidence, duration=evidence.duration, switch_penalty=float(switch_penalty),
         method=method, hop=hop,
     )
@@ -255,8 +253,6 @@ def window_has_key(encoder, spectrum: np.ndarray, rms: np.ndarray, window_length
     """``(W,)`` True where a window has a key: level at least ``encoder.silence_db`` and
     tonality at least ``encoder.min_tonality`` (the clip-level rule of :meth:`Encoder.key`, per
     window: :func:`mt2.inference.key_decision.window_tonality`)."""
-    from mt2.inference.key_decision import window_tonality
-
     with np.errstate(divide="ignore"):
         level = 20 * np.log10(np.asarray(rms, np.float64))
     return (level >= encoder.silence_db) & (window_tonality(spectrum, window_lengths) >= encoder.min_tonality)
@@ -291,9 +287,9 @@ def _mode_given_signature(encoder, bins: np.ndarray, tokens: np.ndarray, chroma:
 
     steps = len(bins)
     out = np.empty((steps, 12, 2))
-    scores = _template_scores(chroma)  # (T, 24)
+    scores = template_scores(chroma)  # (T, 24)
     for s in range(12):
-        major, minor = scores[:, s], scores[:, 12 + (s - 3) % 12]
+        major, minor = scores[:, s], scores[:, 12 + tonic_of(s, "minor")]
         p_major = 1 / (1 + np.exp(-TEMPLATE_MODE_SHARPNESS * (major - minor)))
         out[:, s, 0], out[:, s, 1] = p_major, 1 - p_major
     if encoder.mode_probe is None:
@@ -306,13 +302,6 @@ def _mode_given_signature(encoder, bins: np.ndarray, tokens: np.ndarray, chroma:
             logits = probe(torch.from_numpy(features).to(probe.weight))
         out[:, s] *= torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return out / out.sum(axis=2, keepdims=True)
-
-
-def _template_scores(chroma: np.ndarray) -> np.ndarray:
-    """``(T, 24)`` Pearson correlations of each chroma with the 24 Krumhansl-Kessler templates."""
-    chroma = np.asarray(chroma, np.float64)
-    z = (chroma - chroma.mean(axis=1, keepdims=True)) / (chroma.std(axis=1, keepdims=True) + _TINY)
-    return z @ key_templates().T / 12
 
 
 def _chroma(encoder, spectrum: np.ndarray) -> np.ndarray:
@@ -330,10 +319,10 @@ def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch
     keys = np.empty((len(starts), 24))
     for s in range(12):
         for m, mode in enumerate(MODES):
-            tonic = (s - (3 if mode == "minor" else 0)) % 12
+            tonic = tonic_of(s, mode)
             keys[:, 12 * m + tonic] = signatures[:, s] * modes[:, s, m]
     model = WindowEvidence(starts, lengths, centres, duration, keys, has_key, signatures)
-    logits = TEMPLATE_SHARPNESS * _template_scores(chroma)
+    logits = TEMPLATE_SHARPNESS * template_scores(chroma)
     template = np.exp(logits - logits.max(axis=1, keepdims=True))
     template /= template.sum(axis=1, keepdims=True)
     return model, WindowEvidence(starts, lengths, centres, duration, template, has_key.copy())
@@ -368,4 +357,4 @@ def signature_label(key: str | None) -> int | None:
     """Key signature of a key name (None for no key)."""
     from mt2.keys import parse_key
 
-    return None if key in (None, NO_KEY_LABEL) else signature_of(*parse_key(key))
+    return None if key in (None, NO_KEY) else signature_of(*parse_key(key))
