@@ -42,10 +42,10 @@ from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, ex
 from mt2.bench.probe import GRID, STEPS, select_probe
 from mt2.bench.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.inference import NO_KEY
-from mt2.keys import key_name
+from mt2.keys import MODES, key_name, pitch_class_of
 from mt2.training.real_evaluation import (
-    EXCERPT_SECONDS, EXCERPTS, SAMPLE_RATE, SHIFTS, Excerpt, _pitch_class, followed, make_excerpts, moved_right,
-    partner_ranks, read_manifest, shift_by_resampling,
+    EXCERPT_SECONDS, EXCERPTS, SAMPLE_RATE, SHIFTS, Excerpt, followed, make_excerpts, moved_right,
+    partner_ranks, read_manifest,
 )
 
 #: Readouts of the identification and retrieval measures (those a model has).
@@ -54,10 +54,6 @@ MFCC = "mfcc statistics"
 #: Extras run on the unshifted excerpts only (madmom's CNN: about 2.5 s per 10-s clip on one core).
 SLOW_EXTRAS = ("madmom",)
 EXTRA_RATE = 44100
-MODES = ("major", "minor")
-
-
-# ----------------------------------------------------------------------------- excerpts
 
 
 # ----------------------------------------------------------------------------- extractors
@@ -90,7 +86,7 @@ class EncoderKeyExtractor:
 
     def __init__(self, label: str, encoder) -> None:
         self.label, self.encoder = f"{label} key", encoder
-        rule = {k: getattr(encoder, k) for k in ("silence_db", "min_peakiness", "min_tonality") if hasattr(encoder, k)}
+        rule = {k: getattr(encoder, k) for k in ("silence_db", "min_tonality")}
         inference = [m for name, m in sorted(sys.modules.items()) if name.startswith("mt2.inference") and getattr(m, "__file__", None)]
         calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
         self.weights_hash = state_hash(encoder, encoder.config.to_dict(), calibration, rule, source_hash(*inference))
@@ -141,7 +137,7 @@ class EssentiaKey:
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
         key, scale, _ = self.extractor(np.ascontiguousarray(audio, dtype=np.float32))
-        return _key_entry(_pitch_class(key), scale == "minor")
+        return _key_entry(pitch_class_of(key), scale == "minor")
 
 
 class MadmomKey:
@@ -164,7 +160,7 @@ class MadmomKey:
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
         label = self.to_label(self.processor(self.signal(np.asarray(audio, np.float32), sample_rate=EXTRA_RATE, num_channels=1)))
         tonic, mode = label.split()
-        return _key_entry(_pitch_class(tonic), mode == "minor")
+        return _key_entry(pitch_class_of(tonic), mode == "minor")
 
 
 def load_extras() -> tuple[dict[str, object], dict[str, str]]:
@@ -245,7 +241,7 @@ def key_measures(keys: dict[str, list[str | None]], excerpts: list[Excerpt], see
     """Following, no-key rate and agreements (module docstring) of each key estimator
     (``keys[name]``: one key name or None per excerpt in ``excerpts``; for the estimators of
     ``originals_only``, only the unshifted excerpts' entries are read: no following)."""
-    originals, pairs = followed([], excerpts)
+    originals, pairs = followed(excerpts)
     groups_o = [excerpts[i].track for i in originals]
     groups_p = [excerpts[i].track for _, i, _ in pairs]
     counts_o = resample_counts(len(originals), resamples, seed, groups_o)

@@ -34,7 +34,7 @@ import soxr
 
 from mt2.audio import load_segment
 from mt2.frontend import SAMPLE_RATE
-from mt2.keys import PITCH_NAMES_SHARP, key_name
+from mt2.keys import key_name, parse_key
 
 EXCERPT_SECONDS = 10.0
 #: Excerpts per track by split.
@@ -107,16 +107,11 @@ def make_excerpts(root: Path, rows: list[dict], cache_dir: Path, seconds: float 
     return excerpts
 
 
-def _pitch_class(name: str) -> int:
-    flats = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E", "E#": "F", "B#": "C"}
-    return PITCH_NAMES_SHARP.index(flats.get(name, name))
-
-
 def _moved(key: str | None, n: int) -> str | None:
     if key is None:
         return None
-    tonic, mode = key.split()
-    return key_name((_pitch_class(tonic) + n) % 12, mode)
+    tonic, mode = parse_key(key)
+    return key_name((tonic + n) % 12, mode)
 
 
 
@@ -141,7 +136,7 @@ def partner_ranks(vectors: np.ndarray, tracks: list[str], train: np.ndarray) -> 
     return ranks
 
 
-def followed(estimates: list[str | None], excerpts: list[Excerpt]) -> tuple[list[int], list[tuple[int, int, int]]]:
+def followed(excerpts: list[Excerpt]) -> tuple[list[int], list[tuple[int, int, int]]]:
     """The unshifted excerpts' indices, and ``(original, shifted copy, n)`` index pairs."""
     base = {(e.track, e.index): i for i, e in enumerate(excerpts) if e.shift == 0}
     pairs = [(base[(e.track, e.index)], i, e.shift) for i, e in enumerate(excerpts) if e.shift != 0]
@@ -161,7 +156,7 @@ def test_keys(encoder, excerpts: list[Excerpt]) -> tuple[list[str | None], list[
     for e in key_set:
         estimate = encoder.key(sf.read(e.path, dtype="float32")[0], SAMPLE_RATE)
         estimates.append(estimate.key if estimate.has_key else None)
-    return (estimates, *followed(estimates, key_set))
+    return (estimates, *followed(key_set))
 
 
 def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLike, seconds: float = EXCERPT_SECONDS) -> dict:
