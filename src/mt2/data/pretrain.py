@@ -59,7 +59,7 @@ from mt2.data.cqt_cache import CQTCache, TrackCQTCache, build_cqt_cache, build_t
 from mt2.data.shards import INDEX_NAME, Shard, decode_sample, find_shards, read_shard
 from mt2.data.tracks import MANIFEST_NAME, TrackList, list_tracks
 from mt2.data.views import ViewConfig, Views, sample_views
-from mt2.frontend import HOP_LENGTH, N_BINS, CQTFrontend
+from mt2.frontend import HOP_LENGTH, N_BINS, SAMPLE_RATE, CQTFrontend
 
 log = logging.getLogger(__name__)
 
@@ -203,19 +203,24 @@ def _training_clip(frontend: CQTFrontend, sample: dict | None) -> np.ndarray | N
 class CachedSource:
     """A folder or manifest, read through the CQT cache (built by :meth:`prepare`)."""
 
+    #: How :meth:`prepare` builds the cache, and what it calls an entry in its warning.
+    build_cache = staticmethod(build_cqt_cache)
+    entry = "file"
+
     def __init__(self, tracks: TrackList, cache_dir: str | os.PathLike) -> None:
         self.tracks = tracks
         self.kind = tracks.kind
         self.cache_dir = Path(cache_dir)
-        self._cache: CQTCache | None = None
+        self._cache: CQTCache | TrackCQTCache | None = None
 
-    def prepare(self, progress: bool = True) -> CQTCache:
+    def prepare(self, progress: bool = True) -> CQTCache | TrackCQTCache:
         """Build (or reuse) the cache of every listed file; report the unreadable ones."""
         if self._cache is None:
             paths = [r["path"] for r in self.tracks.rows]
-            self._cache = build_cqt_cache(paths, self.tracks.root, self.cache_dir, progress=progress)
+            self._cache = self.build_cache(paths, self.tracks.root, self.cache_dir, progress=progress)
             if self._cache.skipped:
-                log.warning("%d unreadable file(s) skipped (reasons in the cache index under %s)", len(self._cache.skipped), self.cache_dir)
+                log.warning("%d unreadable %s(s) skipped (reasons in the cache index under %s)", len(self._cache.skipped),
+                            self.entry, self.cache_dir)
         return self._cache
 
     @property
@@ -333,29 +338,19 @@ class CropBatches(_BatchStream):
 
 
 class RealSource(CachedSource):
-    """Long real recordings (``mt2 corpus real``), read as random crops through a per-track CQT cache."""
+    """Long real recordings (``mt2 corpus real``), read as random crops through a per-track CQT
+    cache (memory-mapped: :meth:`magnitudes` holds one track at a time)."""
+
+    build_cache = staticmethod(build_track_cache)
+    entry = "track"
 
     def __init__(self, tracks: TrackList, cache_dir: str | os.PathLike) -> None:
         super().__init__(tracks, cache_dir)
         self.kind = "real"
-        self._tracks: TrackCQTCache | None = None
-
-    def prepare(self, progress: bool = True) -> TrackCQTCache:  # type: ignore[override]
-        if self._tracks is None:
-            paths = [r["path"] for r in self.tracks.rows]
-            self._tracks = build_track_cache(paths, self.tracks.root, self.cache_dir, progress=progress)
-            if self._tracks.skipped:
-                log.warning("%d unreadable track(s) skipped (reasons in the cache index under %s)", len(self._tracks.skipped), self.cache_dir)
-        return self._tracks
-
-    def magnitudes(self) -> Iterator[tuple[str, np.ndarray]]:
-        """``(path, (99, T))`` of every readable track, one track at a time."""
-        cache = self.prepare()
-        return ((key, cache[key]) for key in cache.keys())
 
     def hours(self) -> float:
         cache = self.prepare()
-        return sum(cache.frames(k) for k in self.train_keys()) * HOP_LENGTH / 16000 / 3600
+        return sum(cache.frames(k) for k in self.train_keys()) * HOP_LENGTH / SAMPLE_RATE / 3600
 
     def batches(self, **kwargs) -> CropBatches:
         return CropBatches(self.prepare(), self.train_keys(), kwargs["batch_size"], **kwargs)
