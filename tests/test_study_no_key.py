@@ -37,7 +37,7 @@ def test_measure_names_noise_keyless_and_music_keyed(tmp_path):
     chord = sum(np.sin(2 * np.pi * 440 * 2 ** (m / 12) * t) for m in (0, 4, 7)) / 3
     (tmp_path / "audio").mkdir()
     sf.write(tmp_path / "audio" / "a.flac", (0.3 * chord).astype(np.float32), sr)
-    (tmp_path / "manifest.jsonl").write_text(json.dumps({"path": "audio/a.flac", "split": "test"}) + "\n")
+    (tmp_path / "manifest.jsonl").write_text(json.dumps({"path": "audio/a.flac", "split": "test", "source": "real", "soundtrack": "fixture"}) + "\n")
     rows = measure(load("mt2"), real=tmp_path, rendered=tmp_path, splits=("test",))
     groups = {row.group for row in rows}
     assert {"white noise", "pink noise", "brown noise", "silence", "real music, 30 s", "rendered + 0 dB noise"} <= groups

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from mt2.audio import AudioError, load_audio, load_excerpt
+from mt2.corpus import read_manifest
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import Encoder
 from mt2.inference.key_decision import clip_spectrum, tonal_contrast
 from mt2.tables import markdown_table
+from mt2.training.real_evaluation import read_manifest as read_real_manifest
 
 NOISE_KINDS = ("white", "pink", "brown")
 NOISE_LEVELS_DB = (-90, -70, -50, -30, -20, -10, -3)
@@ -80,19 +82,13 @@ def noise_clips(rng: np.random.Generator) -> Iterator[tuple[str, str, np.ndarray
         yield "silence", f"white -75 dB {seconds} s", at_level(coloured_noise("white", SAMPLE_RATE * seconds, rng), -75)
 
 
-def _manifest(folder: Path) -> list[dict]:
-    path = Path(folder) / "manifest.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a folder written by `mt2 corpus real` or `mt2 corpus render`")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def real_clips(folder: Path, splits: tuple[str, ...], rng: np.random.Generator, warn: Callable[[str], None]) -> Iterator[tuple[str, str, np.ndarray]]:
     """Excerpts of the real corpus's tracks in ``splits`` (module docstring); unreadable tracks are named and skipped."""
-    for row in _manifest(folder):
+    root, rows = read_real_manifest(folder)
+    for row in rows:
         if row.get("split") not in splits:
             continue
-        path = Path(folder) / row["path"]
+        path = root / row["path"]
         try:
             excerpts = [load_excerpt(path, position, seconds) for seconds, position in REAL_EXCERPTS]
         except AudioError as error:
@@ -105,7 +101,7 @@ def real_clips(folder: Path, splits: tuple[str, ...], rng: np.random.Generator, 
 
 def rendered_clips(folder: Path, rng: np.random.Generator) -> Iterator[tuple[str, str, np.ndarray]]:
     """Every clip of a rendered corpus, alone and with noise at :data:`RENDERED_SNRS_DB`."""
-    for row in _manifest(folder):
+    for row in read_manifest(folder):
         audio = load_audio(Path(folder) / row["path"], SAMPLE_RATE)
         yield "rendered", row["path"], audio
         for snr in RENDERED_SNRS_DB:
