@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", action="store_true",
         help="print one JSON list instead of lines: objects with path, key (X: no key), has_key, tonic, mode, signature (relative-major pitch class, C = 0), signature_name, confidence, profile (12 "
-        "signature probabilities), mode_source and level_db (input RMS level, dB full scale; null: digital silence)",
+        "signature probabilities), mode_source, level_db (input RMS level, dB full scale; null: digital silence) and tonality (below 1.4: noise, no key)",
     )
     parser.add_argument(
         "--labels", type=Path, default=None, metavar="MANIFEST",
