@@ -59,29 +59,35 @@ def recorded_inputs(model, call) -> list[torch.Tensor]:
     return seen
 
 
-def test_study_calibration_input_is_the_encoders():
-    from mt2.training.evaluation import make_bin_predictor
+def test_study_inputs_are_the_encoders():
+    """The study's calibration votes and its metrics read the arrays ``mt2 key`` feeds the model."""
+    from mt2.training.calibrate import encoder_bin_predictor
+    from mt2.training.evaluation import clip_input
 
     encoder = mt2.load("mt2")
     clip, sr = fixed_clip()
     audio = mt2.inference.to_model_rate(clip, sr)
-    predict = make_bin_predictor(encoder.model, encoder.compression)
+    predict = encoder_bin_predictor(encoder)
     study = recorded_inputs(encoder.model, lambda: predict(audio))
     served = recorded_inputs(encoder.model, lambda: encoder.key(audio, SAMPLE_RATE))
     assert len(study) == len(served) == 1
     assert torch.equal(study[0], served[0])
     assert torch.equal(study[0], encoder.model_inputs(audio, SAMPLE_RATE))
+    assert torch.equal(clip_input(encoder, audio)[0], served[0])
     assert predict(audio) == int(np.argmax(encoder.bin_probabilities(audio, SAMPLE_RATE)))
 
 
-def test_study_predictor_keeps_the_training_mode():
-    from mt2.training.evaluation import make_bin_predictor
+def test_study_shifted_input_is_a_higher_cut():
+    """The equivariance metric's window cut k bins higher equals an encoder whose offset is k higher."""
+    from mt2.training.evaluation import clip_input
 
-    model = mt2.build_model("mt2-mini", "mt2").train()
-    predict = make_bin_predictor(model, "sqrt")
-    assert model.training
-    assert 0 <= predict(fixed_clip()[0][:SAMPLE_RATE * 5]) < 12
-    assert model.training
+    encoder = mt2.load("mt2")
+    audio = mt2.inference.to_model_rate(*fixed_clip())
+    for k in (-encoder.offset, 5):
+        higher = mt2.Encoder(encoder.model, compression=encoder.compression, offset=encoder.offset + k)
+        assert torch.equal(clip_input(encoder, audio, shift=k)[0], higher.model_inputs(audio, SAMPLE_RATE))
+    with pytest.raises(ValueError, match="offset"):
+        clip_input(encoder, audio, shift=16 - encoder.offset)
 
 
 def test_embed_computes_key_outputs_only_when_asked(monkeypatch):

@@ -152,6 +152,34 @@ def test_chunked_cqt_equals_the_whole_track_transform():
     np.testing.assert_allclose(chunked.astype(np.float32), whole.astype(np.float32), rtol=2e-3, atol=1e-4)
 
 
+def test_track_cache_tries_skipped_tracks_again(tmp_path, monkeypatch):
+    """A track an earlier build skipped (here under a stricter decoder rule) is added when the
+    cache is reused: a reused cache holds what a new build would."""
+    from mt2.data import cqt_cache
+
+    sf.write(tmp_path / "good.flac", tone(3.0, 220.0), SR)
+    sf.write(tmp_path / "late.ogg", tone(4.0, 330.0), SR, format="OGG")
+    decoded = cqt_cache._decoded
+
+    def stricter(rel, path, skipped):
+        if rel == "late.ogg":
+            skipped[rel] = "refused by an older rule"
+            return None
+        return decoded(rel, path, skipped)
+
+    paths = ["good.flac", "late.ogg"]
+    monkeypatch.setattr(cqt_cache, "_decoded", stricter)
+    first = cqt_cache.build_track_cache(paths, tmp_path, tmp_path / "cache", progress=False)
+    assert list(first.skipped) == ["late.ogg"] and "late.ogg" not in first
+    monkeypatch.setattr(cqt_cache, "_decoded", decoded)
+    again = cqt_cache.build_track_cache(paths, tmp_path, tmp_path / "cache", progress=False)
+    assert again.folder == first.folder and again.skipped == {} and "late.ogg" in again
+    np.testing.assert_array_equal(again["good.flac"], first["good.flac"])
+    fresh = cqt_cache.build_track_cache(paths, tmp_path, tmp_path / "fresh", progress=False)
+    assert fresh.frames("late.ogg") == again.frames("late.ogg")
+    np.testing.assert_array_equal(fresh["late.ogg"], again["late.ogg"])
+
+
 def test_real_source_reads_crops_and_mixes_at_the_configured_share(real_corpus, synthetic_corpus, tmp_path):
     from mt2.data.pretrain import CROP_FRAMES, MixedSource, RealSource, open_source
 

@@ -89,7 +89,7 @@ def test_run_study_records_the_share_and_refuses_it_without_real(real_folder, sy
     root, _, _ = synthetic_corpus
     monkeypatch.setitem(study.OVERLAYS, "tiny-real50", {**TINY, "real_share": 0.5})
     monkeypatch.setitem(study.OVERLAYS, "tiny", TINY)
-    monkeypatch.setattr(study, "evaluate", lambda model, cache, manifest, compression, seed: {"key_signature": 0.5})
+    monkeypatch.setattr(study, "evaluate", lambda model, root, manifest, compression, seed: {"key_signature": 0.5})
     measured = []
     monkeypatch.setattr(study, "real_measures", lambda encoder, folder, cache: measured.append(folder) or {"followed": 0.25})
     (tmp_path / "out").mkdir()

@@ -156,7 +156,7 @@ def fake_study(monkeypatch):
         seen.append((encoder, pieces, seed))
         return {"timgm6mb": {"consistency": 0.5}, "merlin": {"consistency": 0.25}}
 
-    monkeypatch.setattr(study, "load_corpus", lambda corpus, cache: ([], {}))
+    monkeypatch.setattr(study, "load_corpus", lambda corpus: ([], corpus))
     monkeypatch.setattr(study, "training_source", lambda corpus, config, cache_dir: SimpleNamespace(describe=lambda: "stub"))
     monkeypatch.setattr(transposition, "transposition_consistency", measure)
     return study, seen
@@ -164,7 +164,7 @@ def fake_study(monkeypatch):
 
 def test_evaluate_path_adds_the_measure_and_the_columns(fake_study, tmp_path, monkeypatch):
     study, seen = fake_study
-    monkeypatch.setattr(study, "evaluate", lambda model, cache, manifest, compression, seed: {"key_signature": 0.75})
+    monkeypatch.setattr(study, "evaluate", lambda model, root, manifest, compression, seed: {"key_signature": 0.75})
     make_encoder().save_pretrained(tmp_path / "model")
     (result,) = study.evaluate_pretrained(tmp_path, [tmp_path / "model"], tmp_path / "out", log=lambda s: None, seed=3, transpositions=2)
     assert seen[0][1:] == (2, 3) and seen[0][0].calibration is not None
@@ -186,13 +186,13 @@ def test_training_path_estimates_keys_with_the_calibration_its_evaluation_fitted
     curve = [{"step": 1, "seconds": 0.0, "loss": 1.0, "cpsd": None, "ntxent": None, "grad_norm": 0.0}]
     monkeypatch.setattr(study, "train", lambda config, source, log: (MT2Model(config.model_config()).eval(), curve))
     fitted = {"calibration": {"rotation": 5, "direction": -1, "votes": {}, "agreement": 1.0, "references": "rendered"}}
-    monkeypatch.setattr(study, "evaluate", lambda model, cache, manifest, compression, seed: fitted)
+    monkeypatch.setattr(study, "evaluate", lambda model, root, manifest, compression, seed: fitted)
     (result,) = study.run_study(tmp_path, ["pc"], 1, tmp_path / "out", seed=4, log=lambda s: None, transpositions=6)
     encoder, pieces, seed = seen[0]
     assert (encoder.calibration.rotation, encoder.calibration.direction, pieces, seed) == (5, -1, 6, 4)
     assert result["transpositions"]["timgm6mb"]["consistency"] == 0.5
     # a calibration that failed: the run records why there is no measure
-    monkeypatch.setattr(study, "evaluate", lambda model, cache, manifest, compression, seed: {"calibration": {"error": "votes split"}})
+    monkeypatch.setattr(study, "evaluate", lambda model, root, manifest, compression, seed: {"calibration": {"error": "votes split"}})
     (result,) = study.run_study(tmp_path, ["pc"], 1, tmp_path / "out", log=lambda s: None, transpositions=6)
     assert len(seen) == 1 and "calibration" in result["transpositions"]["error"]
     with pytest.raises(ValueError, match="transpositions=-1"):

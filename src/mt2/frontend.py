@@ -114,10 +114,12 @@ class CQTFrontend(nn.Module):
                              "(CQTFrontend(backend=...), mt2.load(name, backend='nnaudio'))")
         return self.cqt(audio.float())
 
-    def window(self, magnitude: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+    def window(self, magnitude: torch.Tensor, frames: int | None = None, shift: int = 0) -> torch.Tensor:
         """The model input ``(B, 84, frames)``: the first ``frames`` frames (all when None) of
-        ``magnitude`` through :func:`model_window` at :attr:`offset` with :attr:`compression`."""
-        return model_window(magnitude[..., :frames], self.offset, self.compression)
+        ``magnitude`` through :func:`model_window` at :attr:`offset` ``+ shift`` with
+        :attr:`compression`. A ``shift`` of ``k`` cuts the window ``k`` bins higher, so it shows
+        the content ``k`` semitones lower (how the study measures equivariance)."""
+        return model_window(magnitude[..., :frames], self.offset + shift, self.compression)
 
     def num_frames(self, num_samples: int) -> int:
         """Number of CQT frames for ``num_samples`` samples."""

@@ -57,12 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--real", type=Path, default=None, metavar="FOLDER",
                         help="a real-music corpus written by `mt2 corpus real`; with training or --evaluate, each row also gets the "
                         "real-music measures (transpositions followed, no key, same-track top-1, soundtrack kNN; "
-                        "mt2.training.real_evaluation); the rows with a real share (pc-real50, pc-real100) also train on "
+                        "mt2.training.real_evaluation); the rows with a real share (pc-real25, pc-real50, pc-real100) also train on "
                         "crops of its training tracks, as `mt2 pretrain` with real_data does")
     parser.add_argument("--real-splits", default="train,valid,test", help="with --no-key: comma-separated splits of --real to measure (default: all)")
     parser.add_argument("--model", default="mt2", help="with --timeline or --no-key: shipped model name or saved folder (default: mt2)")
     parser.add_argument("--passes", type=int, default=None, help="with --timeline: embedding passes (default: mt2.inference.timeline.DEFAULT_PASSES)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, as mt2 bench and mt2 pretrain)")
     parser.set_defaults(func=run)
 
 
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     from mt2.study import evaluate_pretrained, run_study
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.timeline is not None:
         from mt2.inference import load
         from mt2.inference.timeline import DEFAULT_PASSES

@@ -197,18 +197,22 @@ def build_track_cache(paths: list[str | os.PathLike], root: str | os.PathLike, c
 
     Tracks are decoded one at a time (the whole track at 16 kHz: about 4 MB a minute) and
     transformed by :func:`chunked_magnitude`. A file that cannot be decoded is skipped, logged
-    and listed under ``skipped``; it never stops the build.
+    and listed under ``skipped``; it never stops the build. Reusing a cache tries its skipped
+    tracks again (the decoder's rules may have changed since, as the tolerance of
+    :data:`mt2.audio.SHORT_DECODE_TOLERANCE` did), so a reused cache holds what a new build would.
     """
     root = Path(root)
     rel_paths = [str(p) for p in paths]
     folder = Path(cache_dir) / f"tracks-{_fingerprint([root / p for p in rel_paths])}"
     index_path = folder / "index.json"
-    if index_path.exists():
-        return TrackCQTCache(folder, json.loads(index_path.read_text()))
+    previous = json.loads(index_path.read_text()) if index_path.exists() else None
+    if previous is not None and not previous.get("skipped"):
+        return TrackCQTCache(folder, previous)
     folder.mkdir(parents=True, exist_ok=True)
     frontend = CQTFrontend()
-    tracks, skipped = {}, {}
-    for rel in tqdm(rel_paths, desc="CQT cache (tracks)", disable=not progress, unit="track"):
+    tracks, skipped = (dict(previous["tracks"]), {}) if previous else ({}, {})
+    todo = list(previous["skipped"]) if previous else rel_paths
+    for rel in tqdm(todo, desc="CQT cache (tracks)", disable=not progress, unit="track"):
         name = f"{hashlib.sha256(rel.encode()).hexdigest()[:20]}.npy"
         target = folder / name
         if target.exists():  # finished by an interrupted build

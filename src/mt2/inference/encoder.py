@@ -276,22 +276,25 @@ class Encoder(nn.Module):
         logits = self.model.equivariant_head(torch.from_numpy(tokens).to(self.device))
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def model_input_batches(self, blocks: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ModelInput]:
+    def model_input_batches(self, blocks: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, shift: int = 0) -> Iterator[ModelInput]:
         """The model's input, batch by batch, from consecutive mono 16-kHz blocks: windows of
         :attr:`window_samples` (:func:`~mt2.inference.windows.cut_windows`), each through the
-        frontend on its own (:meth:`mt2.frontend.CQTFrontend.window`)."""
+        frontend on its own (:meth:`mt2.frontend.CQTFrontend.window`). ``shift`` cuts every
+        window that many CQT bins above :attr:`offset` (the content ``shift`` semitones lower;
+        0, what :meth:`embed` and :meth:`key` use, unless a measure of equivariance asks)."""
         for audio, valid_samples in cut_windows(blocks, self.window_samples, batch_size):
             magnitude = self.frontend.magnitude(torch.from_numpy(audio).to(self.device))
             # A window of S samples has 1 + S / hop centred frames; the last one is centred
             # on the next window's first sample and belongs to it.
             rms = np.sqrt(np.square(audio, dtype=np.float64).sum(axis=1) / valid_samples)  # padding adds nothing
-            yield ModelInput(self.frontend.window(magnitude, self.window_frames), -(-valid_samples // HOP_LENGTH), rms)
+            yield ModelInput(self.frontend.window(magnitude, self.window_frames, shift), -(-valid_samples // HOP_LENGTH), rms)
 
     @torch.inference_mode()
-    def model_inputs(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+    def model_inputs(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE, shift: int = 0) -> torch.Tensor:
         """Every model window ``(W, 84, window_frames)`` of audio (any rate and channels, as
-        :meth:`embed`): exactly what :meth:`embed` and :meth:`key` feed the model."""
-        batches = self.model_input_batches([to_model_rate(audio, sr)], batch_size)
+        :meth:`embed`): exactly what :meth:`embed` and :meth:`key` feed the model (with
+        ``shift`` 0; see :meth:`model_input_batches`)."""
+        batches = self.model_input_batches([to_model_rate(audio, sr)], batch_size, shift)
         return torch.cat([batch.windows for batch in batches]).clone()  # an ordinary tensor, usable with autograd
 
     # -- keys ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ Batches come from the data path of ``mt2 pretrain``: :func:`training_source` ope
 with :func:`mt2.data.pretrain.open_source` and :func:`train` reads ``source.batches(...)`` on
 one rank from step 0, so a study row draws the batches of ``mt2 pretrain --data CORPUS`` with
 the same config (one device, ``num_workers`` 0; batch ``i`` from ``default_rng([seed, i, 0])``).
-A row with a real share (``pc-real50``, ``pc-real100``: the overlay holds only ``real_share``)
+A row with a real share (``pc-real25``, ``pc-real50``, ``pc-real100``: the overlay holds only ``real_share``)
 is trained on ``round(B x real_share)`` random crops of the training tracks of the real-music
 corpus per batch (:class:`~mt2.data.pretrain.MixedSource`) and the rest rendered clips; its
 ``real_data`` is the folder given as ``real`` (``--real``), which the same row is measured on
@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mt2.data.cqt_cache import CQTCache, build_cqt_cache
 from mt2.data.pretrain import CachedSource, open_source
 from mt2.inference import Encoder
 from mt2.inference.calibration import Calibration
@@ -77,6 +76,7 @@ OVERLAYS: dict[str, dict] = {
     "pc-contrastive": {"variant": "contrastive"},
     # recipe round 3: the share of each batch cut from real recordings (``real_data`` is filled
     # from the study's --real, see study_config); the recipe itself (``pc``) has none.
+    "pc-real25": {"real_share": 0.25},
     "pc-real50": {"real_share": 0.5},
     "pc-real100": {"real_share": 1.0},
 }
@@ -148,13 +148,13 @@ def train(config: PretrainConfig, source, log_every: int = 25, log=print) -> tup
     return model.eval(), curve
 
 
-def load_corpus(corpus: Path, cache_dir: Path) -> tuple[list[dict], CQTCache]:
+def load_corpus(corpus: Path) -> tuple[list[dict], Path]:
+    """The manifest of a rendered corpus and its resolved root (the root that ``open_source``
+    caches under, and the folder :func:`~mt2.training.evaluation.evaluate` reads the clips from)."""
     from mt2.corpus import read_manifest
 
-    corpus = Path(corpus).resolve()  # the root that open_source uses: one cache for evaluation and training
-    manifest = read_manifest(corpus / "manifest.jsonl")
-    cache = build_cqt_cache([c["path"] for c in manifest], corpus, cache_dir)
-    return manifest, cache
+    corpus = Path(corpus).resolve()
+    return read_manifest(corpus / "manifest.jsonl"), corpus
 
 
 def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int = 0, log=print, transpositions: int = 0,
@@ -166,10 +166,10 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
     configs = {name: study_config(name, steps, seed, real) for name in names}  # unknown names fail before any work
     _check_pieces(transpositions)
     out.mkdir(parents=True, exist_ok=True)
-    manifest, cache = load_corpus(corpus, out / "cache")
+    manifest, root = load_corpus(corpus)
     results = []
     for name, config in configs.items():
-        source = training_source(corpus, config, out / "cache")
+        source = training_source(root, config, out / "cache")
         start = time.time()
         model, curve = train(config, source, log=lambda s: log(f"[{name}] {s}"))
         train_seconds = time.time() - start
@@ -187,7 +187,7 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
             "final_loss": float(np.mean([r["loss"] for r in tail])),
             "final_cpsd": float(np.mean(cpsd_tail)) if cpsd_tail else None,
             "cpsd_floor": TRIVIAL_FLOOR,
-            **evaluate(model, cache, manifest, config.view_config().compression, seed),
+            **evaluate(model, root, manifest, config.view_config().compression, seed),
             "curve": curve[:: max(1, len(curve) // 100)],
         }
         fitted = result.get("calibration", {})
@@ -210,7 +210,7 @@ def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print,
     With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces."""
     _check_pieces(transpositions)
     out.mkdir(parents=True, exist_ok=True)
-    manifest, cache = load_corpus(corpus, out / "cache")
+    manifest, root = load_corpus(corpus)
     results = []
     for folder in folders:
         encoder = Encoder.from_pretrained(folder)
@@ -221,7 +221,7 @@ def evaluate_pretrained(corpus: Path, folders: list[Path], out: Path, log=print,
             "config": {"folder": str(folder), "model": model.config.to_dict()},
             "steps": training.get("global_step") or training.get("step"),
             "train_seconds": training.get("train_seconds"),
-            **evaluate(model, cache, manifest, encoder.compression, seed),
+            **evaluate(model, root, manifest, encoder.compression, seed),
         }
         if transpositions:
             result["transpositions"] = transposition_measure(encoder, transpositions, seed)

@@ -1,5 +1,10 @@
-"""The study's metrics, in one place: the recipe study (``mt2 study``), the online probes of a
-pretraining run (:mod:`mt2.training.probes`) and the debug ladder call :func:`evaluate`.
+"""The study's metrics, in one place: the recipe study (``mt2 study``) and the online probes of a
+pretraining run (:mod:`mt2.training.probes`) call :func:`evaluate`.
+
+Every clip is read from its audio file and goes to the model through the Encoder's public path
+(:meth:`mt2.inference.Encoder.model_input_batches`, :func:`clip_input`): the windows a metric
+measures are the arrays ``mt2 key`` and ``mt2 embed`` feed the model, each window's CQT computed
+from its own samples.
 
 Metrics of :func:`evaluate` (DESIGN.md section 3, issue "recipe study"):
 
@@ -22,19 +27,18 @@ Metrics of :func:`evaluate` (DESIGN.md section 3, issue "recipe study"):
 """
 from __future__ import annotations
 
-import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mt2.audio import load_audio
 from mt2.training.calibrate import CalibrationError, calibrate, encoder_bin_predictor
-from mt2.data.cqt_cache import CQTCache
-from mt2.frontend import DEFAULT_OFFSET, model_window
+from mt2.frontend import SAMPLE_RATE
 from mt2.inference import Encoder
 from mt2.keys import chroma_from_window, fifths_distance, signature_of, template_key
 from mt2.model import MT2Model, count_parameters
-from mt2.data.views import SEGMENT_FRAMES
 
 
 def template_oracle(windows: torch.Tensor, sharpness: float = 20.0) -> torch.Tensor:
@@ -51,13 +55,12 @@ def template_oracle(windows: torch.Tensor, sharpness: float = 20.0) -> torch.Ten
     return torch.softmax(sharpness * torch.from_numpy(by_signature).float(), dim=-1)
 
 
-def windows_of(magnitude: np.ndarray, offset: int, compression: str, frames: int = SEGMENT_FRAMES) -> torch.Tensor:
-    """Non-overlapping model windows ``(W, 84, frames)`` covering a clip (the last one zero-padded)."""
-    mag = torch.from_numpy(np.asarray(magnitude, dtype=np.float32))
-    count = max(1, math.ceil(mag.shape[1] / frames))
-    mag = F.pad(mag, (0, count * frames - mag.shape[1]))
-    chunks = mag.view(mag.shape[0], count, frames).permute(1, 0, 2)
-    return model_window(chunks, offset, compression)
+def clip_input(encoder: Encoder, audio: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Every model window ``(W, 84, window_frames)`` of mono 16-kHz ``audio`` and the valid frames
+    of each, from :meth:`~mt2.inference.Encoder.model_input_batches` (the input of ``mt2 key``,
+    cut ``shift`` bins higher when asked; the last window zero-padded)."""
+    batches = list(encoder.model_input_batches([audio], shift=shift))
+    return torch.cat([batch.windows for batch in batches]), np.concatenate([batch.valid_frames for batch in batches])
 
 
 @torch.inference_mode()
@@ -89,36 +92,41 @@ def knn_accuracy(train_x: np.ndarray, train_y: list, test_x: np.ndarray, test_y:
     return hits / max(1, len(test_y))
 
 
-def make_bin_predictor(model: MT2Model, compression: str):
-    """``audio (16 kHz) -> output bin`` through the Encoder's public path, exactly as
-    ``mt2 key`` runs it (:func:`mt2.training.calibrate.encoder_bin_predictor`); what
-    :func:`mt2.training.calibrate.calibrate` votes with. The model's train/eval mode is kept."""
-    was_training = model.training
-    encoder = Encoder(model, compression=compression)
-    model.train(was_training)
-    return encoder_bin_predictor(encoder)
-
-
 def evaluate(
-    model: MT2Model, cache: CQTCache, manifest: list[dict], compression: str, seed: int = 0, calibrate_key: bool = True,
+    model: MT2Model, root: str | Path, manifest: list[dict], compression: str, seed: int = 0, calibrate_key: bool = True,
 ) -> dict:
     """All metrics (module docstring) of ``model`` on the ``test`` rows of ``manifest`` (kNN
-    fitted on its ``train`` rows), from the CQT magnitudes in ``cache``, windows compressed
-    with ``compression`` (the model's input compression: ``ViewConfig.compression``).
+    fitted on its ``train`` rows), each clip read from ``root / row["path"]`` and cut into model
+    windows by an :class:`~mt2.inference.Encoder` of ``model`` with ``compression`` (the model's
+    input compression: ``ViewConfig.compression``); the model's train/eval mode is kept.
 
     Without ``calibrate_key`` the calibration on rendered references (the costly part on
     CPU: a render and a CQT per reference) is skipped, and with it ``key_signature`` and
     ``within_fifth`` (``None``); ``best_rotation`` still measures the key information."""
+    was_training = model.training
+    encoder, linear = Encoder(model, compression=compression), Encoder(model, compression="linear")
+    try:
+        return _metrics(encoder, linear, Path(root), manifest, seed, calibrate_key)
+    finally:
+        model.train(was_training)
+
+
+def _metrics(encoder: Encoder, linear: Encoder, root: Path, manifest: list[dict], seed: int, calibrate_key: bool) -> dict:
+    model = encoder.model
     generator = np.random.default_rng(seed)
     metrics: dict = {"parameters": count_parameters(model)}
     has_eq = model.equivariant_head is not None
     has_con = model.contrastive_head is not None
-    pieces = [c for c in manifest if c["split"] == "test" and c.get("key") and c["path"] in cache]
+
+    def audio_of(clip: dict) -> np.ndarray:
+        return load_audio(root / clip["path"], SAMPLE_RATE)
+
+    pieces = [c for c in manifest if c["split"] == "test" and c.get("key")]
     if has_eq:
         calibration = None
         if calibrate_key:
             try:
-                calibration = calibrate(make_bin_predictor(model, compression))
+                calibration = calibrate(encoder_bin_predictor(encoder))
                 metrics["calibration"] = calibration.to_dict()
             except CalibrationError as error:
                 metrics["calibration"] = {"error": str(error)}
@@ -126,15 +134,16 @@ def evaluate(
         template_hits = {"template": 0, "template_linear": 0}
         music_cos: list[float] = []
         for clip in pieces:
-            magnitude = cache[clip["path"]]
-            windows = windows_of(magnitude, DEFAULT_OFFSET, compression)
+            audio = audio_of(clip)
+            windows, valid = clip_input(encoder, audio)
             outputs = clip_outputs(model, windows)
             probs = outputs["probs"]
             if outputs["tokens"].shape[1] == 2:  # class-token similarity on full windows of music
-                full = outputs["tokens"][: max(1, magnitude.shape[1] // SEGMENT_FRAMES)]
+                full = outputs["tokens"][torch.from_numpy(valid == encoder.window_frames)]
                 music_cos.extend(F.cosine_similarity(full[:, 0], full[:, 1], dim=-1).tolist())
-            k = int(generator.choice([s for s in range(-DEFAULT_OFFSET, 16 - DEFAULT_OFFSET) if s % 12]))
-            shifted = clip_outputs(model, windows_of(magnitude, DEFAULT_OFFSET + k, compression))["probs"]
+            k = int(generator.choice([s for s in range(-encoder.offset, 16 - encoder.offset) if s % 12]))
+            first = audio[: encoder.window_samples]
+            shifted = clip_outputs(model, clip_input(encoder, first, shift=k)[0])["probs"]
             moved += int((int(shifted[0].argmax()) - int(probs[0].argmax()) + k) % 12 == 0)
             if len(windows) > 1:
                 multi += 1
@@ -143,9 +152,9 @@ def evaluate(
             signature = signature_of(clip["tonic"], clip["mode"])
             predicted_bins.append(q)
             labels.append(signature)
-            for name, comp in (("template", compression), ("template_linear", "linear")):
-                window = windows_of(magnitude, DEFAULT_OFFSET, comp).permute(1, 0, 2).flatten(1).numpy()
-                tonic, mode, _ = template_key(chroma_from_window(window, DEFAULT_OFFSET))
+            for name, inputs in (("template", windows), ("template_linear", clip_input(linear, audio)[0])):
+                window = inputs.permute(1, 0, 2).flatten(1).numpy()
+                tonic, mode, _ = template_key(chroma_from_window(window, encoder.offset))
                 template_hits[name] += signature_of(tonic, mode) == signature
             if calibration is not None:
                 predicted = int(calibration.signature_of_bin(q))
@@ -168,15 +177,14 @@ def evaluate(
             metrics["token_cosine_music"] = float(np.mean(music_cos))
     inst = [
         c for c in manifest
-        if c.get("instrument") is not None and len(c.get("instruments") or [None]) == 1
-        and c["path"] in cache and c["split"] in ("train", "test")
+        if c.get("instrument") is not None and len(c.get("instruments") or [None]) == 1 and c["split"] in ("train", "test")
     ]
     feats, stats, token_cos = {"train": [], "test": []}, {"train": [], "test": []}, []
     targets = {"train": [], "test": []}
     for clip in inst:
-        windows = windows_of(cache[clip["path"]], DEFAULT_OFFSET, compression)
-        out = clip_outputs(model, windows[:1])
-        stats[clip["split"]].append(torch.cat([windows[0].mean(dim=1), windows[0].std(dim=1)]).numpy())
+        window = clip_input(encoder, audio_of(clip)[: encoder.window_samples])[0]
+        out = clip_outputs(model, window)
+        stats[clip["split"]].append(torch.cat([window[0].mean(dim=1), window[0].std(dim=1)]).numpy())
         targets[clip["split"]].append(clip["instrument"])
         if has_con:
             feats[clip["split"]].append(out["invariant"][0].numpy())
@@ -189,5 +197,3 @@ def evaluate(
     if token_cos:
         metrics["token_cosine"] = float(np.mean(token_cos))
     return metrics
-
-

@@ -51,7 +51,7 @@ class ProbeCallback(L.Callback):
         (best rotation, independent of calibration) and the instrument kNN accuracy."""
         probe_model = copy.deepcopy(model).float().cpu().eval()
         metrics = evaluate(
-            probe_model, self.source.prepare(), self.rows, self.config.view_config().compression, self.config.seed,
+            probe_model, self.source.tracks.root, self.rows, self.config.view_config().compression, self.config.seed,
             self.config.probe_calibration,
         )
         calibration = metrics.pop("calibration", None)
