@@ -98,6 +98,13 @@ def test_missing_models_raise_clear_errors(tmp_path):
 def test_embed_shapes_for_every_readout(encoder, noise, readout):
     emb = encoder.embed(noise, SR, readout=readout)
     d, per_token = encoder.embedding_size, encoder.config.frames_per_token
+    if readout == "concat":  # the class tokens side by side: 2 D values; the mean of each half is each token's clip
+        assert emb.clip.shape == (2 * d,) and emb.windows.shape == (3, 2 * d)
+        np.testing.assert_array_equal(emb.windows, emb.class_tokens.reshape(3, 2 * d))
+        for role in encoder.config.roles:
+            half = slice(d * encoder.model.role_index(role), d * (encoder.model.role_index(role) + 1))
+            np.testing.assert_allclose(emb.clip[half], emb.readout(role).clip, atol=1e-6)
+        return
     valid_frames = int(np.ceil(len(noise) / HOP_LENGTH))
     tokens = 2 * 124 // per_token + int(np.ceil((valid_frames - 2 * 124) / per_token))
     assert emb.clip.shape == (d,) and emb.windows.shape == (3, d) and emb.class_tokens.shape == (3, 2, d)

@@ -13,15 +13,16 @@ from functools import cached_property
 import numpy as np
 
 #: Readouts of :meth:`~mt2.inference.Encoder.embed` (DESIGN.md section 2).
-READOUTS = ("equivariant", "contrastive", "average", "frames")
+READOUTS = ("equivariant", "contrastive", "average", "concat", "frames")
 
 #: The key label of an input without a key (silence, noise): mir_eval's "uncategorised" key.
 NO_KEY = "X"
 
 
 def readouts_of(roles: tuple[str, ...]) -> tuple[str, ...]:
-    """The readouts of a model whose class tokens serve ``roles``: the roles, ``average``, ``frames``."""
-    return (*roles, "average", "frames")
+    """The readouts of a model whose class tokens serve ``roles``: the roles, ``average``,
+    ``concat`` (with two or more class tokens; with one it would repeat the token) and ``frames``."""
+    return (*roles, "average", *(("concat",) if len(roles) > 1 else ()), "frames")
 
 
 def check_readout_name(name: str, roles: tuple[str, ...]) -> None:
@@ -54,9 +55,10 @@ class Readout:
 
     Attributes:
         name: ``equivariant``, ``contrastive`` (one class token), ``average`` (mean of the
-            class tokens) or ``frames`` (mean of each window's frame tokens).
+            class tokens), ``concat`` (the class tokens side by side, in role order: ``K * D``
+            values) or ``frames`` (mean of each window's frame tokens).
         layer: the block read, ``0 .. depth - 1``.
-        windows: ``(W, D)`` the readout of each window.
+        windows: ``(W, D)`` the readout of each window (``(W, K * D)`` for ``concat``).
         clip: ``(D,)`` mean of ``windows`` weighted by each window's valid duration.
     """
 
@@ -164,6 +166,9 @@ class Embedding:
             windows = (np.add.reduceat(frames, starts, axis=0) / self.frame_counts[:, None]).astype(np.float32)
         elif name == "average":
             windows = self.layer_class_tokens[block].mean(axis=1)
+        elif name == "concat":
+            tokens = self.layer_class_tokens[block]
+            windows = tokens.reshape(len(tokens), -1)
         else:
             windows = self.layer_class_tokens[block][:, self.roles.index(name)]
         weights = self.window_lengths / self.window_lengths.sum()

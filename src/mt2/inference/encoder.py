@@ -158,7 +158,7 @@ class Encoder(nn.Module):
 
     @property
     def embedding_size(self) -> int:
-        """Length ``D`` of every token, so of every readout."""
+        """Length ``D`` of every token, so of every readout but ``concat`` (``K * D``)."""
         return self.model.layout.token_dim
 
     @property
