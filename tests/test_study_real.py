@@ -105,3 +105,41 @@ def test_run_study_records_the_share_and_refuses_it_without_real(real_folder, sy
     header, _, first, second = (tmp_path / "out" / "table.md").read_text().splitlines()[:4]
     column = [c.strip() for c in header.split("|")].index("real share")
     assert [c.strip() for c in first.split("|")][column] == "0.000" and [c.strip() for c in second.split("|")][column] == "0.500"
+
+
+# -- the key reference on real music: essentia on longer excerpts of unseen tracks ----------
+def test_against_reference_scores_each_relation_of_two_keys():
+    from mt2.training.real_evaluation import against_reference
+
+    references = ["C major"] * 6
+    scores = against_reference(["C major", "G major", "A minor", "C minor", "F# major", None], references)
+    assert scores["mirex"] == pytest.approx([1.0, 0.5, 0.3, 0.2, 0.0, 0.0])
+    assert scores["exact"] == [1.0, 0, 0, 0, 0, 0]
+    assert scores["signature"] == [1.0, 0, 1.0, 0, 0, 0]  # A minor shares C major's signature
+
+
+def test_reference_keys_are_cached_per_version_and_reference_measures_need_essentia(real_folder, tmp_path, monkeypatch):
+    from mt2.training import real_evaluation as re
+
+    root, rows = re.read_manifest(real_folder)
+    excerpts = re.reference_excerpts(root, rows, tmp_path)
+    assert excerpts and {e.split for e in excerpts} <= {"valid", "test"} and all(e.shift == 0 for e in excerpts)
+    assert all(sf.info(e.path).duration <= re.REFERENCE_SECONDS for e in excerpts)
+    calls = []
+
+    def fake():
+        return (lambda audio: calls.append(len(audio)) or "D minor"), "fake-1"
+
+    monkeypatch.setattr(re, "essentia_key_estimator", fake)
+    keys, version = re.reference_keys(excerpts)
+    assert keys == ["D minor"] * len(excerpts) and version == "fake-1" and len(calls) == len(excerpts)
+    assert all(n > 0 for n in calls)  # audio handed over at 44.1 kHz from the 16 kHz excerpts
+    assert re.reference_keys(excerpts)[0] == keys and len(calls) == len(excerpts)  # read from the cache
+    assert (excerpts[0].path.parent / "keys-fake-1.json").exists()
+
+    def missing():
+        raise ImportError("No module named 'essentia'")
+
+    monkeypatch.setattr(re, "essentia_key_estimator", missing)
+    result = re.reference_measures(object(), root, rows, tmp_path)
+    assert "pip install essentia" in result["essentia_error"]

@@ -42,10 +42,10 @@ from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, ex
 from mt2.bench.probe import GRID, STEPS, select_probe
 from mt2.bench.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.inference import NO_KEY
-from mt2.keys import MODES, key_name, pitch_class_of
+from mt2.keys import MODES, key_name, parse_key, pitch_class_of
 from mt2.training.real_evaluation import (
-    EXCERPT_SECONDS, EXCERPTS, SAMPLE_RATE, SHIFTS, Excerpt, followed, make_excerpts, moved_right,
-    partner_ranks, read_manifest,
+    EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, SAMPLE_RATE, SHIFTS, Excerpt, essentia_key_estimator, followed, make_excerpts,
+    moved_right, partner_ranks, read_manifest,
 )
 
 #: Readouts of the identification and retrieval measures (those a model has).
@@ -53,7 +53,7 @@ READOUTS = ("average", "contrastive", "equivariant")
 MFCC = "mfcc statistics"
 #: Extras run on the unshifted excerpts only (madmom's CNN: about 2.5 s per 10-s clip on one core).
 SLOW_EXTRAS = ("madmom",)
-EXTRA_RATE = 44100
+EXTRA_RATE = REFERENCE_RATE
 
 
 # ----------------------------------------------------------------------------- extractors
@@ -122,22 +122,18 @@ def import_madmom():
 
 
 class EssentiaKey:
-    """essentia's ``KeyExtractor(profileType='edma')`` at 44.1 kHz."""
+    """essentia's ``KeyExtractor(profileType='edma')`` at 44.1 kHz
+    (:func:`mt2.training.real_evaluation.essentia_key_estimator`)."""
 
     label = "essentia KeyExtractor (edma)"
     sample_rate = EXTRA_RATE
 
     def __init__(self) -> None:
-        import essentia
-        import essentia.standard as es
-
-        essentia.log.infoActive = False
-        self.extractor = es.KeyExtractor(profileType="edma", sampleRate=EXTRA_RATE)
-        self.weights_hash = f"essentia-{essentia.__version__}-edma"
+        self.estimate, self.weights_hash = essentia_key_estimator()
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
-        key, scale, _ = self.extractor(np.ascontiguousarray(audio, dtype=np.float32))
-        return _key_entry(pitch_class_of(key), scale == "minor")
+        tonic, mode = parse_key(self.estimate(audio))
+        return _key_entry(tonic, mode == "minor")
 
 
 class MadmomKey:

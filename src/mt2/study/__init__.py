@@ -273,7 +273,8 @@ COLUMNS = [
     ("token_cosine", "cos(tok0, tok1) notes"), ("token_cosine_music", "cos(tok0, tok1) music"), ("distinct_outputs", "distinct"), ("segment_agreement", "seg. agree"),
     ("transpositions.timgm6mb.consistency", "transp. TimGM"), ("transpositions.merlin.consistency", "transp. Merlin"),
     ("real.followed", "real: transp. followed"), ("real.no_key", "real: no key"), ("real.retrieval_top1", "real: same-track top-1"),
-    ("real.soundtrack_knn", "real: soundtrack kNN"),
+    ("real.soundtrack_knn", "real: soundtrack kNN"), ("real.essentia_mirex", "real: MIREX vs essentia"),
+    ("real.essentia_signature", "real: signature = essentia's"),
 ]
 
 

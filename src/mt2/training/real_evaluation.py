@@ -34,13 +34,19 @@ import soxr
 
 from mt2.audio import load_segment
 from mt2.frontend import SAMPLE_RATE
-from mt2.keys import key_name, parse_key
+from mt2.inference import NO_KEY
+from mt2.keys import key_name, parse_key, pitch_class_of
 
 EXCERPT_SECONDS = 10.0
 #: Excerpts per track by split.
 EXCERPTS = {"train": 3, "valid": 2, "test": 2}
 #: Semitone shifts of the key measures (0 is the excerpt itself).
 SHIFTS = tuple(range(-5, 7))
+#: The key reference (:func:`reference_measures`): longer excerpts of the tracks no run trains on.
+REFERENCE_SECONDS = 30.0
+REFERENCE_EXCERPTS = {"valid": 3, "test": 3}
+#: The rate essentia's key profiles were made for.
+REFERENCE_RATE = 44100
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,10 @@ def shift_by_resampling(audio: np.ndarray, semitones: int) -> np.ndarray:
 
 
 def make_excerpts(root: Path, rows: list[dict], cache_dir: Path, seconds: float = EXCERPT_SECONDS,
-                  shifts=SHIFTS, progress: bool = True) -> list[Excerpt]:
-    """Cut (or reuse) every excerpt (module docstring) under ``cache_dir/real-excerpts-<hash>/``."""
-    settings = json.dumps({"seconds": seconds, "shifts": list(shifts), "excerpts": EXCERPTS, "rate": SAMPLE_RATE,
+                  shifts=SHIFTS, progress: bool = True, counts: dict[str, int] = EXCERPTS) -> list[Excerpt]:
+    """Cut (or reuse) every excerpt (module docstring; ``counts`` excerpts per track by split) under
+    ``cache_dir/real-excerpts-<hash>/``."""
+    settings = json.dumps({"seconds": seconds, "shifts": list(shifts), "excerpts": counts, "rate": SAMPLE_RATE,
                            "tracks": [(r["path"], r.get("sha256"), r["split"]) for r in rows]}, sort_keys=True)
     folder = Path(cache_dir) / f"real-excerpts-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +97,7 @@ def make_excerpts(root: Path, rows: list[dict], cache_dir: Path, seconds: float 
     from tqdm import tqdm
 
     for row in tqdm(rows, desc="real excerpts", unit="track", disable=not progress or None, leave=False):
-        count = EXCERPTS.get(row["split"], 0)
+        count = counts.get(row["split"], 0)
         span = seconds * (widest if row["split"] == "test" else 1.0)
         room = max(0.0, row["duration"] - span)
         for i in range(count):
@@ -148,6 +155,89 @@ def moved_right(estimates: list[str | None], pairs) -> list[bool]:
     return [estimates[j] is not None and estimates[j] == _moved(estimates[o], n) for o, j, n in pairs]
 
 
+def essentia_key_estimator():
+    """essentia's ``KeyExtractor(profileType='edma')``: ``(estimate, version)`` where
+    ``estimate(audio)`` takes mono audio at :data:`REFERENCE_RATE` and returns a key name.
+
+    Raises:
+        ImportError: essentia is not installed (``pip install essentia``, the ``[real]`` extra).
+    """
+    import essentia
+    import essentia.standard as es
+
+    essentia.log.infoActive = False
+    extractor = es.KeyExtractor(profileType="edma", sampleRate=REFERENCE_RATE)
+
+    def estimate(audio: np.ndarray) -> str:
+        key, scale, _ = extractor(np.ascontiguousarray(audio, dtype=np.float32))
+        return key_name(pitch_class_of(key), "minor" if scale == "minor" else "major")
+
+    return estimate, f"essentia-{essentia.__version__}-edma"
+
+
+def reference_excerpts(root: Path, rows: list[dict], cache_dir: Path, progress: bool = False) -> list[Excerpt]:
+    """The key reference's excerpts: :data:`REFERENCE_EXCERPTS` evenly spaced crops of
+    :data:`REFERENCE_SECONDS` per valid and test track (tracks no run trains on), unshifted."""
+    return make_excerpts(root, rows, cache_dir, REFERENCE_SECONDS, (0,), progress, REFERENCE_EXCERPTS)
+
+
+def reference_keys(excerpts: list[Excerpt]) -> tuple[list[str], str]:
+    """essentia's key of every excerpt (:func:`essentia_key_estimator`, the audio resampled from
+    16 kHz to :data:`REFERENCE_RATE`) and essentia's version, cached as JSON beside the
+    excerpts (one file per essentia version, written atomically).
+
+    Raises:
+        ImportError: essentia is not installed.
+    """
+    estimate, version = essentia_key_estimator()
+    path = excerpts[0].path.parent / f"keys-{version}.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    missing = [e for e in excerpts if e.path.name not in known]
+    for e in missing:
+        known[e.path.name] = estimate(soxr.resample(sf.read(e.path, dtype="float32")[0], SAMPLE_RATE, REFERENCE_RATE))
+    if missing:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, sort_keys=True))
+        os.replace(tmp, path)
+    return [known[e.path.name] for e in excerpts], version
+
+
+def against_reference(estimates: list[str | None], references: list[str]) -> dict[str, list[float]]:
+    """Per excerpt: ``mirex`` (``mir_eval.key.weighted_score``: 1 same key, 0.5 a fifth, 0.3
+    relative, 0.2 parallel; "no key" scores 0), ``exact`` and ``signature`` (same key
+    signature, the part of a key token 0 learns without labels: a key or its relative)."""
+    import mir_eval
+
+    from mt2.keys import signature_of
+
+    def signature(key: str) -> int:
+        return signature_of(*parse_key(key))
+
+    return {
+        "mirex": [mir_eval.key.weighted_score(r, e or NO_KEY) for e, r in zip(estimates, references)],
+        "exact": [float(e == r) for e, r in zip(estimates, references)],
+        "signature": [float(e is not None and signature(e) == signature(r)) for e, r in zip(estimates, references)],
+    }
+
+
+def reference_measures(encoder, root: Path, rows: list[dict], cache_dir: Path) -> dict:
+    """``encoder.key`` against essentia on the reference excerpts: mean MIREX score, exact and
+    signature agreement (:func:`against_reference`), the excerpt count; ``{"essentia_error":
+    why}`` without essentia."""
+    excerpts = reference_excerpts(root, rows, cache_dir)
+    try:
+        references, version = reference_keys(excerpts)
+    except ImportError as error:
+        return {"essentia_error": f"essentia is not installed ({error}): pip install essentia"}
+    estimates = []
+    for e in excerpts:
+        estimate = encoder.key(sf.read(e.path, dtype="float32")[0], SAMPLE_RATE)
+        estimates.append(estimate.key if estimate.has_key else None)
+    scores = against_reference(estimates, references)
+    return {**{f"essentia_{name}": float(np.mean(values)) for name, values in scores.items()},
+            "reference_excerpts": len(excerpts), "reference": version}
+
+
 def test_keys(encoder, excerpts: list[Excerpt]) -> tuple[list[str | None], list[int], list[tuple[int, int, int]]]:
     """``encoder.key`` of every test excerpt (None: no key), in order, with :func:`followed`'s
     unshifted indices and (original, shifted, n) pairs."""
@@ -188,4 +278,5 @@ def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLi
         return {**result, "key_error": str(error)}
     estimates, originals, pairs = test_keys(encoder, excerpts)
     return {**result, "followed": float(np.mean(moved_right(estimates, pairs))),
-            "no_key": float(np.mean([estimates[i] is None for i in originals])), "pairs": len(pairs)}
+            "no_key": float(np.mean([estimates[i] is None for i in originals])), "pairs": len(pairs),
+            **reference_measures(encoder, root, rows, Path(cache_dir))}
