@@ -8,7 +8,9 @@ excerpts of ``mt2.training.real_evaluation`` (the study's ``real`` columns, same
 transpositions followed (per (excerpt, shift) pair) and same-track top-1 (per query); on the
 corpus test clips with a key label, the key signature of ``encoder.key`` on the whole clip (not
 the study's ``key sig.`` column, which scores its own windows; this one is per clip, so it can
-be paired). Each measure of each model minus the base's, resampled by whole tracks (real) or
+be paired); on the key reference's 30-s excerpts of the valid and test tracks
+(``mt2.training.real_evaluation.reference_excerpts``), ``encoder.key`` against essentia's key:
+the MIREX score and whether the key signatures agree. Each measure of each model minus the base's, resampled by whole tracks (real) or
 whole pieces (corpus), 1,000 resamples (``mt2.bench.stats``).
 """
 from __future__ import annotations
@@ -24,10 +26,13 @@ import torch
 import mt2
 from mt2.bench.stats import Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.corpus import read_manifest as read_corpus
-from mt2.training.real_evaluation import SAMPLE_RATE, make_excerpts, moved_right, partner_ranks, read_manifest, test_keys
+from mt2.training.real_evaluation import (
+    SAMPLE_RATE, against_reference, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
+    test_keys,
+)
 
 
-def per_example(encoder, excerpts, corpus_root: Path, corpus_rows: list[dict]) -> dict:
+def per_example(encoder, excerpts, corpus_root: Path, corpus_rows: list[dict], reference: list, references: list[str]) -> dict:
     load = lambda path: sf.read(path, dtype="float32")[0]  # noqa: E731
     key_set = [e for e in excerpts if e.split == "test"]
     estimates, originals, pairs = test_keys(encoder, excerpts)
@@ -41,7 +46,12 @@ def per_example(encoder, excerpts, corpus_root: Path, corpus_rows: list[dict]) -
         audio, rate = sf.read(corpus_root / row["path"], dtype="float32")
         estimate = encoder.key(audio, rate)
         corpus.append(bool(estimate.has_key and estimate.signature == row["signature"]))
-    return {"followed": moved_right(estimates, pairs), "pair_tracks": [key_set[o].track for o, _, _ in pairs],
+    keys = []
+    for e in reference:
+        estimate = encoder.key(load(e.path), SAMPLE_RATE)
+        keys.append(estimate.key if estimate.has_key else None)
+    scores = against_reference(keys, references)
+    return {"essentia_mirex": scores["mirex"], "essentia_signature": scores["signature"], "reference_tracks": [e.track for e in reference],"followed": moved_right(estimates, pairs), "pair_tracks": [key_set[o].track for o, _, _ in pairs],
             "no_key": [estimates[i] is None for i in originals],
             "top1": [r == 1 for r in ranks], "query_tracks": [e.track for e in test],
             "corpus_signature": corpus, "corpus_pieces": [r.get("piece_id", r["path"]) for r in corpus_rows]}
@@ -59,14 +69,17 @@ def main() -> None:
     torch.set_num_threads(1)
     root, rows = read_manifest(args.real)
     excerpts = make_excerpts(root, rows, args.cache, progress=False)
+    reference = reference_excerpts(root, rows, args.cache)
+    references, _ = reference_keys(reference)
     corpus_rows = [r for r in read_corpus(args.corpus / "manifest.jsonl") if r["split"] == "test" and r.get("signature") is not None]
     data = {}
     for item in args.models:
         name, folder = item.split("=", 1)
-        data[name] = per_example(mt2.load(folder), excerpts, args.corpus, corpus_rows)
+        data[name] = per_example(mt2.load(folder), excerpts, args.corpus, corpus_rows, reference, references)
         print(name, {k: float(np.mean(v)) for k, v in data[name].items() if not k.endswith(("tracks", "pieces"))}, flush=True)
     base = next(iter(data))
-    groups = {"followed": "pair_tracks", "top1": "query_tracks", "corpus_signature": "corpus_pieces"}
+    groups = {"followed": "pair_tracks", "top1": "query_tracks", "corpus_signature": "corpus_pieces",
+              "essentia_mirex": "reference_tracks", "essentia_signature": "reference_tracks"}
     report = {"base": base, "models": dict(item.split("=", 1) for item in args.models), "measures": {}}
     for measure, group in groups.items():
         counts = resample_counts(len(data[base][measure]), args.resamples, 0, data[base][group])

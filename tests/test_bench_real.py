@@ -110,3 +110,26 @@ def test_reproduce_line_names_the_real_corpus():
     assert "--seeds 0 1 --real data/real --real-only`" in reproduce(results)
     results["config"]["real"] = None
     assert "--real" not in reproduce(results)
+
+
+def test_reference_section_scores_every_system_against_essentia(small_real_corpus, tmp_path, monkeypatch):
+    from mt2.training import real_evaluation
+
+    monkeypatch.setattr(real_evaluation, "essentia_key_estimator", lambda: ((lambda audio: "C major"), "fake-edma"))
+    settings = bench_real.RealSettings(str(small_real_corpus / "corpus"), resamples=50, probe_steps=30, seconds=4.0, progress=False)
+    root, rows = real_evaluation.read_manifest(settings.folder)
+    encoder = make_encoder()
+    extractors = {name: bench_real.EncoderKeyExtractor(name, encoder) for name in ("first", "again")}
+    section = bench_real.reference_section({}, extractors, root, rows, tmp_path / "work", FeatureCache(tmp_path / "cache"), 0, settings)
+    assert section["excerpts"] == 3 * 6 and section["tracks"] == 6 and section["first"] == "first"
+    first, again = section["systems"]["first"], section["systems"]["again"]
+    assert 0 <= first["mirex"][0] <= 1 and first["mirex"] == again["mirex"] and "verdict" not in first
+    assert again["mirex_minus_first"][0] == 0 and again["verdict"] == "undecided"
+    lines = "\n".join(bench_real.real_markdown({**json.loads(json.dumps(_minimal_section())), "reference": section}))
+    assert "Key against essentia on longer excerpts" in lines and "fake-edma" in lines
+
+
+def _minimal_section() -> dict:
+    return {"folder": "f", "corpus": {"tracks": 0, "splits": {}, "hours": {}},
+            "excerpts": {"seconds": 10, "by_split": {}, "shifted": 0, "shifts": [-5, 6]},
+            "identification": {}, "retrieval": {}, "extras": {}, "key": {}}

@@ -44,8 +44,8 @@ from mt2.bench.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_d
 from mt2.inference import NO_KEY
 from mt2.keys import MODES, key_name, parse_key, pitch_class_of
 from mt2.training.real_evaluation import (
-    EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, SAMPLE_RATE, SHIFTS, Excerpt, essentia_key_estimator, followed, make_excerpts,
-    moved_right, partner_ranks, read_manifest,
+    EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, REFERENCE_SECONDS, SAMPLE_RATE, SHIFTS, Excerpt, against_reference,
+    essentia_key_estimator, followed, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
 )
 
 #: Readouts of the identification and retrieval measures (those a model has).
@@ -297,6 +297,7 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
     mfcc = MfccExtractor()
     vectors = {MFCC: [f["mfcc"] if f else None for f in extract(mfcc, [mfcc.request], clips, cache, settings.progress)[mfcc.request]]}
     keys: dict[str, list] = {}
+    key_extractors: dict[str, EncoderKeyExtractor] = {}
     systems = []
     for label, encoder in encoders.items():
         extractor = EncoderExtractor(label, encoder)
@@ -309,7 +310,7 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
         except ValueError as error:
             systems.append({"label": label, "weights_hash": extractor.weights_hash, "key": str(error)})
             continue
-        key_extractor = EncoderKeyExtractor(label, encoder)
+        key_extractor = key_extractors[label] = EncoderKeyExtractor(label, encoder)
         keys[label] = _keys(extract(key_extractor, [Request("key")], key_clips, cache, settings.progress)[Request("key")])
         systems.append({"label": label, "weights_hash": extractor.weights_hash, "key": "encoder.key"})
     extras, extra_status = load_extras() if settings.extras else ({}, {"essentia": "not run", "madmom": "not run"})
@@ -323,6 +324,8 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
                 full[i] = k
             found = full
         keys[name] = found
+
+    reference = reference_section(encoders, key_extractors, root, rows, work_dir, cache, seed, settings) if settings.extras else {}
 
     index = {e.path: i for i, e in enumerate(plain)}
     train_vectors = {name: np.stack([items[index[e.path]] for e in plain if e.split == "train" and items[index[e.path]] is not None])
@@ -341,7 +344,36 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
         "identification": identification(vectors, plain, settings.seeds, counts_test, settings.probe_steps),
         "retrieval": retrieval(test_vectors, test, train_vectors, counts_test),
         "key": key_measures(keys, key_set, seed, settings.resamples, SLOW_EXTRAS) if keys else {},
+        "reference": reference,
     }
+
+
+def reference_section(encoders: dict, key_extractors: dict, root: Path, rows: list[dict], work_dir: Path, cache: FeatureCache,
+                      seed: int, settings: RealSettings) -> dict:
+    """``encoder.key`` against essentia on the key reference's 30-s excerpts of the valid and test
+    tracks (:func:`mt2.training.real_evaluation.reference_excerpts`): MIREX score and signature
+    agreement with intervals over tracks, and each system minus the first (paired);
+    ``{"skipped": why}`` without essentia."""
+    excerpts = reference_excerpts(root, rows, work_dir)
+    try:
+        references, version = reference_keys(excerpts)
+    except ImportError as error:
+        return {"skipped": f"essentia is not installed ({error})"}
+    counts = resample_counts(len(excerpts), settings.resamples, seed, [e.track for e in excerpts])
+    clips = [Clip(e.path) for e in excerpts]
+    scores = {label: against_reference(_keys(extract(extractor, [Request("key")], clips, cache, settings.progress)[Request("key")]),
+                                       references) for label, extractor in key_extractors.items()}
+    out = {"reference": version, "excerpts": len(excerpts), "seconds": REFERENCE_SECONDS, "tracks": len({e.track for e in excerpts}),
+           "systems": {}}
+    first = next(iter(scores), None)
+    for label, values in scores.items():
+        row = {name: _interval_list(interval(Ratio.mean(values[name]), counts)) for name in ("mirex", "signature")}
+        if label != first:
+            diff = paired_difference(Ratio.mean(values["mirex"]), Ratio.mean(scores[first]["mirex"]), counts)
+            row["mirex_minus_first"], row["verdict"] = _interval_list(diff), verdict(diff)
+        out["systems"][label] = row
+    out["first"] = first
+    return out
 
 
 # ----------------------------------------------------------------------------- report
@@ -388,4 +420,15 @@ def real_markdown(section: dict) -> list[str]:
         if name not in section["key"]:
             body.append([name, status, status] + ["–"] * len(others) + ["–"])
     lines += markdown_table(header, body) + [""]
+    reference = section.get("reference") or {}
+    if reference.get("systems"):
+        lines += ["### Key against essentia on longer excerpts", "",
+                  f"`encoder.key` on {reference['excerpts']} excerpts of {reference['seconds']:g} s ({reference['tracks']} valid and "
+                  f"test tracks, three each) against essentia's key ({reference['reference']}); signature: same key signature "
+                  "(a key or its relative). Intervals over tracks; the difference is paired, against the first system.", ""]
+        lines += markdown_table(["system", "MIREX vs essentia", "signature agrees", f"MIREX minus {reference['first']}", "verdict"],
+                                [[name, _cell(r["mirex"]), _cell(r["signature"]), _cell(r.get("mirex_minus_first")), r.get("verdict", "–")]
+                                 for name, r in reference["systems"].items()]) + [""]
+    elif reference.get("skipped"):
+        lines += [f"Key against essentia on longer excerpts: skipped ({reference['skipped']}).", ""]
     return lines
