@@ -1,5 +1,6 @@
 """The one inference path (issue 24): shipped outputs pinned, the study's and calibration's input
 equal to the Encoder's, key outputs computed only when asked for, the no-key rule in one place."""
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,11 @@ import torch
 import mt2
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import key_decision
-from mt2.inference.checkpoint import shipped_models
+from mt2.inference.checkpoint import resolve, shipped_models
 
 REFERENCE = Path(__file__).parent / "data" / "shipped_reference.npz"
+#: The shipped models of the ``mt2-mini`` shape, pinned by the reference.
+MINI_MODELS = ("mt2", "equivariant", "contrastive", "masked")
 
 
 def fixed_clip() -> tuple[np.ndarray, int]:
@@ -23,14 +26,19 @@ def fixed_clip() -> tuple[np.ndarray, int]:
     return clip.astype(np.float32), sr
 
 
-@pytest.mark.parametrize("name", ["mt2", "equivariant", "contrastive", "masked"])
+@pytest.mark.parametrize("name", MINI_MODELS)
 def test_shipped_weights_give_the_reference_outputs(name):
-    """Outputs recorded before the encoder was split (tests/data/shipped_reference.npz): every
-    change to the path or the model must keep them within 1e-6 (relative above 1: float32 keeps about
-    7 digits, and another thread count or BLAS build moves the last one of values near 10)."""
+    """Outputs recorded from the shipped weights (tests/data/shipped_reference.npz, written by
+    scripts/record_shipped_reference.py with each weights file's SHA-256): every change to the
+    path or the model must keep them within 1e-6 (relative above 1: float32 keeps about 7
+    digits, and another thread count or BLAS build moves the last one of values near 10)."""
     if name not in shipped_models():
         pytest.skip(f"{name} is not shipped in this installation")
     reference = np.load(REFERENCE)
+    digest = hashlib.sha256((resolve(name) / "model.safetensors").read_bytes()).hexdigest()
+    assert str(reference[f"{name}/sha256"]) == digest, (
+        f"the shipped {name} weights are not the ones the reference was recorded from: after a training round, "
+        "re-record with `python scripts/record_shipped_reference.py`")
     encoder = mt2.load(name)
     clip, sr = fixed_clip()
     emb = encoder.embed(clip, sr, layers=[0])
@@ -40,7 +48,7 @@ def test_shipped_weights_give_the_reference_outputs(name):
     if f"{name}/profile" in reference:
         np.testing.assert_allclose(emb.key_probabilities, reference[f"{name}/key_probabilities"], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(encoder.key(clip, sr).profile, reference[f"{name}/profile"], rtol=1e-6, atol=1e-6)
-        assert encoder.key(clip, sr).key == "A major"
+        assert encoder.key(clip, sr).key == str(reference[f"{name}/key"])
 
 
 def recorded_inputs(model, call) -> list[torch.Tensor]:
