@@ -10,8 +10,9 @@ corpus test clips with a key label, the key signature of ``encoder.key`` on the 
 the study's ``key sig.`` column, which scores its own windows; this one is per clip, so it can
 be paired); on the key reference's 30-s excerpts of the valid and test tracks
 (``mt2.training.real_evaluation.reference_excerpts``), ``encoder.key`` against essentia's key:
-the MIREX score and whether the key signatures agree. Each measure of each model minus the base's, resampled by whole tracks (real) or
-whole pieces (corpus), 1,000 resamples (``mt2.bench.stats``).
+the MIREX score and whether the key signatures agree. Each measure of each model minus the
+base's, resampled by whole tracks (real) or whole pieces (corpus), 1,000 resamples
+(``mt2.bench.stats``).
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ import mt2
 from mt2.bench.stats import Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.corpus import read_manifest as read_corpus
 from mt2.training.real_evaluation import (
-    SAMPLE_RATE, against_reference, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
-    test_keys,
+    SAMPLE_RATE, against_reference, excerpt_keys, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts,
+    reference_keys, test_keys,
 )
 
 
@@ -46,12 +47,9 @@ def per_example(encoder, excerpts, corpus_root: Path, corpus_rows: list[dict], r
         audio, rate = sf.read(corpus_root / row["path"], dtype="float32")
         estimate = encoder.key(audio, rate)
         corpus.append(bool(estimate.has_key and estimate.signature == row["signature"]))
-    keys = []
-    for e in reference:
-        estimate = encoder.key(load(e.path), SAMPLE_RATE)
-        keys.append(estimate.key if estimate.has_key else None)
-    scores = against_reference(keys, references)
-    return {"essentia_mirex": scores["mirex"], "essentia_signature": scores["signature"], "reference_tracks": [e.track for e in reference],"followed": moved_right(estimates, pairs), "pair_tracks": [key_set[o].track for o, _, _ in pairs],
+    scores = against_reference(excerpt_keys(encoder, reference), references)
+    return {"essentia_mirex": scores["mirex"], "essentia_signature": scores["signature"], "reference_tracks": [e.track for e in reference],
+            "followed": moved_right(estimates, pairs), "pair_tracks": [key_set[o].track for o, _, _ in pairs],
             "no_key": [estimates[i] is None for i in originals],
             "top1": [r == 1 for r in ranks], "query_tracks": [e.track for e in test],
             "corpus_signature": corpus, "corpus_pieces": [r.get("piece_id", r["path"]) for r in corpus_rows]}

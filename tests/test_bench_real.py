@@ -120,7 +120,7 @@ def test_reference_section_scores_every_system_against_essentia(small_real_corpu
     root, rows = real_evaluation.read_manifest(settings.folder)
     encoder = make_encoder()
     extractors = {name: bench_real.EncoderKeyExtractor(name, encoder) for name in ("first", "again")}
-    section = bench_real.reference_section({}, extractors, root, rows, tmp_path / "work", FeatureCache(tmp_path / "cache"), 0, settings)
+    section = bench_real.reference_section(extractors, root, rows, tmp_path / "work", FeatureCache(tmp_path / "cache"), 0, settings)
     assert section["excerpts"] == 3 * 6 and section["tracks"] == 6 and section["first"] == "first"
     first, again = section["systems"]["first"], section["systems"]["again"]
     assert 0 <= first["mirex"][0] <= 1 and first["mirex"] == again["mirex"] and "verdict" not in first

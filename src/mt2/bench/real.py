@@ -53,7 +53,6 @@ READOUTS = ("average", "contrastive", "equivariant")
 MFCC = "mfcc statistics"
 #: Extras run on the unshifted excerpts only (madmom's CNN: about 2.5 s per 10-s clip on one core).
 SLOW_EXTRAS = ("madmom",)
-EXTRA_RATE = REFERENCE_RATE
 
 
 # ----------------------------------------------------------------------------- extractors
@@ -126,7 +125,7 @@ class EssentiaKey:
     (:func:`mt2.training.real_evaluation.essentia_key_estimator`)."""
 
     label = "essentia KeyExtractor (edma)"
-    sample_rate = EXTRA_RATE
+    sample_rate = REFERENCE_RATE
 
     def __init__(self) -> None:
         self.estimate, self.weights_hash = essentia_key_estimator()
@@ -140,7 +139,7 @@ class MadmomKey:
     """madmom's ``CNNKeyRecognitionProcessor``, the audio handed in as a 44.1 kHz ``Signal``."""
 
     label = "madmom CNNKeyRecognitionProcessor"
-    sample_rate = EXTRA_RATE
+    sample_rate = REFERENCE_RATE
 
     def __init__(self) -> None:
         madmom = import_madmom()
@@ -154,7 +153,7 @@ class MadmomKey:
         self.weights_hash = f"madmom-{madmom.__version__}-cnn-key"
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
-        label = self.to_label(self.processor(self.signal(np.asarray(audio, np.float32), sample_rate=EXTRA_RATE, num_channels=1)))
+        label = self.to_label(self.processor(self.signal(np.asarray(audio, np.float32), sample_rate=REFERENCE_RATE, num_channels=1)))
         tonic, mode = label.split()
         return _key_entry(pitch_class_of(tonic), mode == "minor")
 
@@ -325,7 +324,7 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
             found = full
         keys[name] = found
 
-    reference = reference_section(encoders, key_extractors, root, rows, work_dir, cache, seed, settings) if settings.extras else {}
+    reference = reference_section(key_extractors, root, rows, work_dir, cache, seed, settings) if settings.extras else {}
 
     index = {e.path: i for i, e in enumerate(plain)}
     train_vectors = {name: np.stack([items[index[e.path]] for e in plain if e.split == "train" and items[index[e.path]] is not None])
@@ -348,9 +347,9 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
     }
 
 
-def reference_section(encoders: dict, key_extractors: dict, root: Path, rows: list[dict], work_dir: Path, cache: FeatureCache,
-                      seed: int, settings: RealSettings) -> dict:
-    """``encoder.key`` against essentia on the key reference's 30-s excerpts of the valid and test
+def reference_section(key_extractors: dict[str, EncoderKeyExtractor], root: Path, rows: list[dict], work_dir: Path,
+                      cache: FeatureCache, seed: int, settings: RealSettings) -> dict:
+    """``encoder.key`` (each system's cached key extractor) against essentia on the key reference's 30-s excerpts of the valid and test
     tracks (:func:`mt2.training.real_evaluation.reference_excerpts`): MIREX score and signature
     agreement with intervals over tracks, and each system minus the first (paired);
     ``{"skipped": why}`` without essentia."""

@@ -35,7 +35,7 @@ import soxr
 from mt2.audio import load_segment
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import NO_KEY
-from mt2.keys import key_name, parse_key, pitch_class_of
+from mt2.keys import key_name, parse_key, pitch_class_of, signature_of
 
 EXCERPT_SECONDS = 10.0
 #: Excerpts per track by split.
@@ -45,7 +45,7 @@ SHIFTS = tuple(range(-5, 7))
 #: The key reference (:func:`reference_measures`): longer excerpts of the tracks no run trains on.
 REFERENCE_SECONDS = 30.0
 REFERENCE_EXCERPTS = {"valid": 3, "test": 3}
-#: The rate essentia's key profiles were made for.
+#: The rate essentia and madmom get their audio at (what their key models were made for).
 REFERENCE_RATE = 44100
 
 
@@ -208,8 +208,6 @@ def against_reference(estimates: list[str | None], references: list[str]) -> dic
     signature, the part of a key token 0 learns without labels: a key or its relative)."""
     import mir_eval
 
-    from mt2.keys import signature_of
-
     def signature(key: str) -> int:
         return signature_of(*parse_key(key))
 
@@ -229,24 +227,25 @@ def reference_measures(encoder, root: Path, rows: list[dict], cache_dir: Path) -
         references, version = reference_keys(excerpts)
     except ImportError as error:
         return {"essentia_error": f"essentia is not installed ({error}): pip install essentia"}
+    scores = against_reference(excerpt_keys(encoder, excerpts), references)
+    return {**{f"essentia_{name}": float(np.mean(values)) for name, values in scores.items()},
+            "reference_excerpts": len(excerpts), "reference": version}
+
+
+def excerpt_keys(encoder, excerpts: list[Excerpt]) -> list[str | None]:
+    """``encoder.key`` of each cached excerpt, in order (None: no key)."""
     estimates = []
     for e in excerpts:
         estimate = encoder.key(sf.read(e.path, dtype="float32")[0], SAMPLE_RATE)
         estimates.append(estimate.key if estimate.has_key else None)
-    scores = against_reference(estimates, references)
-    return {**{f"essentia_{name}": float(np.mean(values)) for name, values in scores.items()},
-            "reference_excerpts": len(excerpts), "reference": version}
+    return estimates
 
 
 def test_keys(encoder, excerpts: list[Excerpt]) -> tuple[list[str | None], list[int], list[tuple[int, int, int]]]:
     """``encoder.key`` of every test excerpt (None: no key), in order, with :func:`followed`'s
     unshifted indices and (original, shifted, n) pairs."""
     key_set = [e for e in excerpts if e.split == "test"]
-    estimates = []
-    for e in key_set:
-        estimate = encoder.key(sf.read(e.path, dtype="float32")[0], SAMPLE_RATE)
-        estimates.append(estimate.key if estimate.has_key else None)
-    return (estimates, *followed(key_set))
+    return (excerpt_keys(encoder, key_set), *followed(key_set))
 
 
 def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLike, seconds: float = EXCERPT_SECONDS) -> dict:
