@@ -1,4 +1,4 @@
-"""The architecture of DESIGN.md section 1: imports point down only (the import-linter
+"""The architecture of docs/design.md section 1: imports point down only (the import-linter
 contracts of ``pyproject.toml``), and the core install is what ``embed`` and ``key`` need."""
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ def test_contrastive_projection_is_roll_invariant_without_register(pc_basis):
 
 
 def test_presets_have_the_papers_size_and_the_shipped_shape():
-    # mt2-tiny: the paper's scale, about MERT-95M / 18 = 5.3 M parameters (DESIGN.md section 2)
+    # mt2-tiny: the paper's scale, about MERT-95M / 18 = 5.3 M parameters (docs/design.md section 2)
     assert 5.0e6 <= count_parameters(build_model("mt2-tiny", "mt2")) <= 6.0e6
     # one preset per trained shape: every shipped folder is exactly its training preset, variant by variant
     import mt2

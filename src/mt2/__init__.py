@@ -1,7 +1,7 @@
 """MT2: Multi-Class-Token Transformer for self-supervised music information retrieval.
 
 An independent implementation of Kong et al., WASPAA 2025 (arXiv 2507.12996). See
-DESIGN.md for which parts are reconstructions.
+docs/design.md section 3 for which parts are reconstructions.
 
 The names below are imported on first use (PEP 562), so that ``import mt2`` or
 ``import mt2.keys`` loads no network code and no optional dependency.

@@ -4,7 +4,7 @@ Bin ``b`` of the 99-bin CQT is centred on MIDI pitch ``21 + b`` (A0 = 27.5 Hz), 
 per octave, hop 512 samples (31.25 frames per second). The model sees an 84-bin window
 (7 octaves) cut from the 99 bins at an offset ``o`` in ``[0, 15]``: cutting at ``o + k``
 shows the same audio as if it had been transposed down by ``k`` semitones
-(see :func:`crop`), which is how training transposes for free (DESIGN.md section 2).
+(see :func:`crop`), which is how training transposes for free (docs/design.md section 2).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class CQTFrontend(nn.Module):
       :func:`model_window` at this frontend's ``offset`` with its ``compression``.
 
     ``compression`` maps a magnitude ``m`` to ``m`` (linear), ``sqrt(m)`` or ``log1p(100 m)``
-    (log); log blurs pitch classes at 12 bins per octave (DESIGN.md section 3), so the default
+    (log); log blurs pitch classes at 12 bins per octave (docs/design.md section 3), so the default
     is ``sqrt``, the recipe study's measured choice. ``offset`` is the first of the 84 CQT bins
     the model sees (:data:`DEFAULT_OFFSET`: MIDI 28..111).
 

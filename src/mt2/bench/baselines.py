@@ -1,4 +1,4 @@
-"""Classical DSP baselines, measured in the same run as the models (DESIGN.md section 5).
+"""Classical DSP baselines, measured in the same run as the models (docs/design.md section 6).
 
 Features per clip (:func:`dsp_features`, cached like a model's features by
 :class:`DSPExtractor`; the cache is invalidated whenever this file changes):

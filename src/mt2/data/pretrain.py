@@ -1,5 +1,5 @@
 """Pretraining data: tracks from an audio folder, a manifest or WebDataset shards, and the
-stream of training batches drawn from them (views A, B, C of ``B`` tracks, DESIGN.md section 3).
+stream of training batches drawn from them (views A, B, C of ``B`` tracks, docs/design.md section 3).
 
 Sources (:func:`open_source` picks one from the path):
 

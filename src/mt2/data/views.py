@@ -1,4 +1,4 @@
-"""The training batch of DESIGN.md section 3: views A, B, C of each track, from CQT magnitudes.
+"""The training batch of docs/design.md section 3: views A, B, C of each track, from CQT magnitudes.
 
 For each track: segments A and B (``segment_frames`` each) at two start frames, both cut
 at the same CQT offset ``o``; view C is A's segment cut at ``o + k`` (a transposition by

@@ -1,4 +1,4 @@
-"""The public inference API (DESIGN.md section 6): load an encoder, embed audio, estimate keys.
+"""The public inference API (docs/design.md section 5): load an encoder, embed audio, estimate keys.
 
 ```python
 import mt2

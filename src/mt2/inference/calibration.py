@@ -1,7 +1,7 @@
 """The fitted calibration of the equivariant token: which output bin is which key signature.
 
 Self-supervised training fixes the 12 outputs only up to a rotation ``r`` (which bin is
-C major / A minor) and a direction ``d`` (DESIGN.md section 3). Signature ``s`` sits at
+C major / A minor) and a direction ``d`` (docs/design.md section 5). Signature ``s`` sits at
 bin ``q = (d s + r) mod 12``, so ``s = d (q - r) mod 12``. This module holds and applies
 the fitted ``(r, d)``; fitting them is :mod:`mt2.training.calibrate`.
 """

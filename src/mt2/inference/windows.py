@@ -1,4 +1,4 @@
-"""Audio to windows: the first half of the encoder's one path (DESIGN.md section 6).
+"""Audio to windows: the first half of the encoder's one path (docs/design.md section 5).
 
 Audio is downmixed to mono and resampled to 16 kHz (:func:`to_model_rate`, or
 :func:`file_blocks` for a file decoded block by block), then cut into non-overlapping windows

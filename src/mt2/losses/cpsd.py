@@ -1,4 +1,4 @@
-"""Cross-power spectral density (CPSD) loss over the circle of fifths (STONE; DESIGN.md section 3).
+"""Cross-power spectral density (CPSD) loss over the circle of fifths (STONE; docs/design.md section 3).
 
 For a 12-bin distribution ``y`` (a softmax), ``z(y) = sum_q y_q exp(2 pi i w q / 12)`` with
 ``w = 7``: the bins are visited along the circle of fifths. Views A and B are two segments

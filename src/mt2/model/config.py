@@ -1,4 +1,4 @@
-"""Model configuration, named presets and the three variants (DESIGN.md section 2)."""
+"""Model configuration, named presets and the three variants (docs/design.md section 2)."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +30,7 @@ class ModelConfig:
     The defaults are the shipped recipe's two-token model, ``make_config("mt2-mini", "mt2")``
     (tested); :func:`make_config` is how a preset and a variant are built.
 
-    Layouts (DESIGN.md section 3):
+    Layouts (docs/design.md section 2):
 
     * ``plain``: the paper's ViT-1D; a token is a ``width``-vector, every map is dense.
     * ``pitch-class``: a token is ``12 x pc_channels`` values (the equivariant stream, every

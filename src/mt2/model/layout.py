@@ -1,4 +1,4 @@
-"""Token layouts (DESIGN.md sections 2-3): what a token is, as one object per model.
+"""Token layouts (docs/design.md section 2): what a token is, as one object per model.
 
 :class:`MT2Model` asks its layout for everything that depends on what a token is, and
 never branches on ``config.layout`` itself:

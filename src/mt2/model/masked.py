@@ -1,5 +1,5 @@
-"""MERT's masked-prediction pretext on the MT2 backbone (the ``masked`` variant, DESIGN.md
-sections 2 and 5): span masking of frame tokens, the learned mask embedding, the k-means
+"""MERT's masked-prediction pretext on the MT2 backbone (the ``masked`` variant, docs/design.md
+sections 2 and 6): span masking of frame tokens, the learned mask embedding, the k-means
 target features and the prediction heads.
 
 MERT (and HuBERT before it) hides spans of frame tokens behind a learned mask embedding

@@ -1,4 +1,4 @@
-"""Layers that commute with a roll of the 12 pitch classes (DESIGN.md section 3).
+"""Layers that commute with a roll of the 12 pitch classes (docs/design.md section 2).
 
 A pitch-class tensor has shape ``(..., 12, c)``: 12 pitch classes times ``c`` channels.
 Write ``R_k`` for the roll by ``k`` along the 12 axis. Every map ``f`` here satisfies

@@ -1,4 +1,4 @@
-"""ViT-1D with K class tokens (DESIGN.md section 2), in the ``plain`` or ``pitch-class`` layout.
+"""ViT-1D with K class tokens (docs/design.md section 2), in the ``plain`` or ``pitch-class`` layout.
 
 Input: a CQT window ``(B, bins, T)`` (84 bins by default, see :mod:`mt2.frontend`). Frames
 become tokens (``frames_per_token`` frames each), K learnable class tokens are prepended at
@@ -95,7 +95,7 @@ class MT2Model(nn.Module):
         for name, module in self.layout.final_norm_modules().items():
             self.add_module(name, module)
         # Class tokens start at the scale of the frame tokens and apart from each other, so
-        # that they stay distinct (DESIGN.md section 3: small tokens plus a shared frame
+        # that they stay distinct (docs/design.md section 2: small tokens plus a shared frame
         # mean made two class tokens identical).
         self.class_tokens = nn.Parameter(torch.randn(c.num_class_tokens, self.layout.per_channel_dim))
         self.pos_embed = nn.Parameter(torch.randn(c.max_tokens // c.frames_per_token, self.layout.per_channel_dim) * 0.02)

@@ -1,4 +1,4 @@
-"""Performance measurements behind ``mt2 perf`` (DESIGN.md section 6; issue "Performance").
+"""Performance measurements behind ``mt2 perf`` (docs/design.md section 6; issue "Performance").
 
 In one process, with one thread count, on one decoded audio:
 

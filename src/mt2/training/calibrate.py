@@ -1,7 +1,7 @@
 """Fitting the calibration of the equivariant token (:class:`~mt2.inference.calibration.Calibration`).
 
 Self-supervised training fixes the 12 outputs only up to a rotation ``r`` (which bin is
-C major / A minor) and, in principle, a direction ``d`` (DESIGN.md section 3). After
+C major / A minor) and, in principle, a direction ``d`` (docs/design.md section 5). After
 training both are read from reference audio made here, with no labelled recording, in each
 of the 12 key signatures and in several timbres (:data:`REFERENCES`):
 

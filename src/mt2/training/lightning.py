@@ -1,4 +1,4 @@
-"""The production trainer: MT2 pretraining with Lightning (DESIGN.md section 3).
+"""The production trainer: MT2 pretraining with Lightning (docs/design.md section 3).
 
 - :class:`MT2Module`: the model and the one training step of :mod:`mt2.training.step`
   under Lightning's automatic optimisation: the same loss function (:func:`step_losses`),

@@ -1,4 +1,4 @@
-"""The major/minor probe: the supervised part of key estimation (DESIGN.md section 6).
+"""The major/minor probe: the supervised part of key estimation (docs/design.md section 5).
 
 Token 0 learns the key **signature** without labels; a key and its relative minor share
 it. Which of the two a clip is in is learnt here, with labels: a logistic regression on

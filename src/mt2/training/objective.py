@@ -1,5 +1,5 @@
 """The MT2 objective on one batch of views: CPSD on the equivariant token, NT-Xent on the
-contrastive token; the total is their sum (DESIGN.md section 3), with an optional term
+contrastive token; the total is their sum (docs/design.md section 3), with an optional term
 against collapse of the key profile. The ``masked`` variant instead predicts masked frame
 tokens of view A (:func:`masked_losses`)."""
 from __future__ import annotations

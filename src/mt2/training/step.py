@@ -1,4 +1,4 @@
-"""The one training step of MT2 and its optimiser and schedule (DESIGN.md section 3).
+"""The one training step of MT2 and its optimiser and schedule (docs/design.md section 3).
 
 Every trainer runs this step: the recipe study (:func:`mt2.study.train`), the Lightning
 module (:class:`mt2.training.lightning.MT2Module`, through Lightning's automatic

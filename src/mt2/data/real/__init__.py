@@ -1,4 +1,4 @@
-"""Loaders for standard MIR datasets in their original published layout (DESIGN.md section 4).
+"""Loaders for standard MIR datasets in their original published layout (docs/design.md section 4).
 
 Each module documents the layout it expects under ``root`` and exposes
 ``load(root, ...) -> list[Example]``: every usable example, sorted by path, with its split

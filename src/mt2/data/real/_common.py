@@ -2,7 +2,7 @@
 
 Nothing here decodes audio: loaders only list files and parse annotations, so they run in
 milliseconds even on the full datasets, and a file that cannot be decoded is the decoding
-stage's business (DESIGN.md section 4).
+stage's business (docs/design.md section 4).
 """
 from __future__ import annotations
 
