@@ -96,6 +96,11 @@ class Embedding:
         rms: ``(W,)`` RMS of each window's valid samples at 16 kHz (1 for a full-scale square wave).
         key_head: ``(W, D) tokens -> (W, 12)`` the equivariant head's softmax (set by the encoder),
             applied on first use of :attr:`key_probabilities` only.
+        shifts: the bin shifts whose group average the key outputs hold (``(0,)``: none;
+            :attr:`mt2.inference.Encoder.shifts`).
+        averaged_probabilities, averaged_tokens: with more than one shift, ``(W, 12)`` and
+            ``(W, D)``: each window's head softmax and last-block equivariant token cut at every
+            shift ``s``, rolled back by ``s`` and averaged (None with one shift).
     """
 
     roles: tuple[str, ...]
@@ -111,15 +116,29 @@ class Embedding:
     spectrum: np.ndarray
     rms: np.ndarray
     key_head: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    shifts: tuple[int, ...] = (0,)
+    averaged_probabilities: np.ndarray | None = field(default=None, repr=False)
+    averaged_tokens: np.ndarray | None = field(default=None, repr=False)
 
     @cached_property
     def key_probabilities(self) -> np.ndarray | None:
         """``(W, 12)`` softmax of the equivariant head on each window's last-block equivariant
-        token, in output-bin order (uncalibrated); None without that token. Computed on first
-        use from the held tokens (an embedding asked for no key computes none)."""
+        token, in output-bin order (uncalibrated), averaged over :attr:`shifts`; None without
+        that token. Computed on first use from the held tokens (an embedding asked for no key
+        computes none)."""
         if self.key_head is None or "equivariant" not in self.roles:
             return None
+        if self.averaged_probabilities is not None:
+            return self.averaged_probabilities
         return self.key_head(self.class_tokens_at(-1)[:, self.roles.index("equivariant")])
+
+    @property
+    def key_tokens(self) -> np.ndarray:
+        """``(W, D)`` the last block's equivariant class token of each window, averaged over
+        :attr:`shifts` (what the mode probe reads)."""
+        if self.averaged_tokens is not None:
+            return self.averaged_tokens
+        return self.class_tokens_at(-1)[:, self.roles.index("equivariant")]
 
     @property
     def layers(self) -> tuple[int, ...]:

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mt2.frontend import DEFAULT_BACKEND, DEFAULT_COMPRESSION, DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
+from mt2.frontend import DEFAULT_BACKEND, DEFAULT_COMPRESSION, DEFAULT_OFFSET, HOP_LENGTH, MAX_OFFSET, N_BINS, SAMPLE_RATE, CQTFrontend
 from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
 from mt2.inference.embedding import NO_KEY, READOUTS, Embedding, KeyEstimate, Readout, check_readout, readouts_of
@@ -68,12 +68,40 @@ __all__ = [
 ]
 
 
+#: Bin shifts whose group average the key path reads unless told otherwise (:attr:`Encoder.shifts`;
+#: ``(0,)``: one pass per window, no average). Measured in docs/key-inference.md.
+DEFAULT_SHIFTS: tuple[int, ...] = (0,)
+
+
+def check_shifts(shifts, offset: int) -> tuple[int, ...]:
+    """``shifts`` as a sorted tuple of distinct ints, checked against the 84-bin window's range:
+    a window cut ``s`` bins above ``offset`` must still lie inside the 99 CQT bins
+    (``0 <= offset + s <= MAX_OFFSET``), and 0 must be among them (the embedding's own window).
+
+    Raises:
+        ValueError: an empty set, a shift outside ``[-offset, MAX_OFFSET - offset]``, or no 0.
+    """
+    values = tuple(sorted({int(s) for s in shifts}))
+    low, high = -offset, MAX_OFFSET - offset
+    if not values or 0 not in values:
+        raise ValueError(f"shifts={tuple(shifts)} must include 0 (the window the embedding reads), e.g. (-2, -1, 0, 1, 2)")
+    outside = [s for s in values if not low <= s <= high]
+    if outside:
+        raise ValueError(
+            f"shifts {outside} fall outside the range: the model window starts at CQT bin {offset} and holds 84 of "
+            f"{N_BINS} bins, so a shift must lie in [{low}, {high}]; drop them or choose shifts inside it")
+    return values
+
+
 class ModelInput(NamedTuple):
     """One batch of the model's input, as :meth:`Encoder.model_input_batches` cuts it."""
 
     windows: torch.Tensor  # (B, 84, window_frames) on the encoder's device
     valid_frames: np.ndarray  # (B,) frames of each window that hold audio (the rest is padding)
     rms: np.ndarray  # (B,) RMS of each window's valid samples at 16 kHz
+    #: (S, B, 84, window_frames): the same windows cut at each of the ``shifts`` asked for
+    #: (:meth:`Encoder.model_input_batches`); None when only ``windows`` was asked for.
+    shifted: torch.Tensor | None = None
 
 
 class Encoder(nn.Module):
@@ -94,6 +122,8 @@ class Encoder(nn.Module):
         training: free description of how the weights were made, saved with them as
             ``training`` in ``config.json`` and kept as :attr:`training_info`
             (``nn.Module.training`` is the train/eval flag).
+        shifts: the bin shifts whose group average the key path reads (:attr:`shifts`,
+            :func:`check_shifts`); ``(0,)`` runs each window once.
     """
 
     sample_rate = SAMPLE_RATE
@@ -110,6 +140,7 @@ class Encoder(nn.Module):
         offset: int = DEFAULT_OFFSET,
         training: dict | None = None,
         backend: str = DEFAULT_BACKEND,
+        shifts=DEFAULT_SHIFTS,
     ) -> None:
         super().__init__()
         if mode_probe is not None and not model.layout.has_pitch_classes:
@@ -119,6 +150,7 @@ class Encoder(nn.Module):
         self.mode_probe = mode_probe
         self.calibration = calibration
         self.training_info = dict(training or {})
+        self.shifts = shifts
         self.eval()
 
     # -- persistence -------------------------------------------------------------------
@@ -153,6 +185,18 @@ class Encoder(nn.Module):
         return self.frontend.offset
 
     @property
+    def shifts(self) -> tuple[int, ...]:
+        """The bin shifts whose group average the key path reads (:meth:`key`, :meth:`key_statistics`,
+        :meth:`key_timeline`; the module docstring): each window is also cut ``s`` bins higher for
+        every ``s``, each cut's head softmax and equivariant token are rolled back by ``s`` pitch
+        classes and the results averaged. Set it to any set that :func:`check_shifts` accepts."""
+        return self._shifts
+
+    @shifts.setter
+    def shifts(self, value) -> None:
+        self._shifts = check_shifts(value, self.offset)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -177,7 +221,10 @@ class Encoder(nn.Module):
         return readouts_of(self.config.roles)
 
     # -- embeddings --------------------------------------------------------------------
-    def embed(self, audio, sr: int, readout: str = "average", layer: int = -1, layers: Iterable[int] = (), batch_size: int = DEFAULT_BATCH_SIZE) -> Embedding:
+    def embed(
+        self, audio, sr: int, readout: str = "average", layer: int = -1, layers: Iterable[int] = (), batch_size: int = DEFAULT_BATCH_SIZE,
+        shifts: Iterable[int] = (0,),
+    ) -> Embedding:
         """Embed audio of any length, sample rate and channel count: one forward pass per
         window yields every readout of every block asked for (:class:`Embedding`).
 
@@ -194,18 +241,22 @@ class Encoder(nn.Module):
             layers: more blocks to hold, read from the same pass (``emb.readout(name, layer)``,
                 ``emb.frames_at(layer)``).
             batch_size: windows per forward pass.
+            shifts: bin shifts whose group average the embedding's key outputs hold
+                (:attr:`Embedding.key_probabilities`, :attr:`Embedding.key_tokens`, what
+                :meth:`key_of` reads); ``encoder.shifts`` gives the key of :meth:`key`. The
+                readouts are those of the unshifted windows whatever the shifts.
 
         Raises:
             ValueError: empty or non-finite audio, a bad shape or rate, a readout the
-                model lacks, or a layer out of range.
+                model lacks, a layer out of range, or shifts outside the range (:func:`check_shifts`).
         """
         layers = self.check_readout(readout, layer, layers)
         audio = to_model_rate(audio, sr)
-        return self._embed_blocks([audio], len(audio), readout, layer, layers, batch_size)
+        return self._embed_blocks([audio], len(audio), readout, layer, layers, batch_size, shifts=check_shifts(shifts, self.offset))
 
     def embed_file(
         self, path: str | os.PathLike, readout: str = "average", layer: int = -1, layers: Iterable[int] = (),
-        batch_size: int = DEFAULT_BATCH_SIZE, block_seconds: float = 60.0,
+        batch_size: int = DEFAULT_BATCH_SIZE, block_seconds: float = 60.0, shifts: Iterable[int] = (0,),
     ) -> Embedding:
         """:meth:`embed` of an audio file, decoded block by block: memory holds one block,
         one batch and the outputs, each output array allocated once from the file's duration.
@@ -216,7 +267,8 @@ class Encoder(nn.Module):
             mt2.audio.AudioError: the file cannot be used (names the file and the reason).
         """
         layers = self.check_readout(readout, layer, layers)
-        return self._embed_blocks(*file_blocks(path, block_seconds), readout, layer, layers, batch_size)
+        shifts = check_shifts(shifts, self.offset)
+        return self._embed_blocks(*file_blocks(path, block_seconds), readout, layer, layers, batch_size, shifts=shifts)
 
     def check_readout(self, readout: str, layer: int, layers: Iterable[int] = ()) -> tuple[int, ...]:
         """Raise ValueError unless this model offers ``readout`` and has blocks ``layer`` and
@@ -226,10 +278,12 @@ class Encoder(nn.Module):
     @torch.inference_mode()
     def _embed_blocks(
         self, blocks: Iterable[np.ndarray], expected_samples: int, readout: str, layer: int, layers: tuple[int, ...],
-        batch_size: int, keep_frames: bool = True,
+        batch_size: int, keep_frames: bool = True, shifts: tuple[int, ...] = (0,), cut: int = 0,
     ) -> Embedding:
-        """The one pass: every window through the model once, each output written once into
-        arrays preallocated for ``expected_samples`` samples at 16 kHz (one window of margin)."""
+        """The one pass: every window through the model once (once per shift: the cuts of a
+        batch go through together), each output written once into arrays preallocated for
+        ``expected_samples`` samples at 16 kHz (one window of margin). ``cut``: every window cut
+        that many bins higher (:meth:`model_input_batches`' ``shift``; 0 but in :meth:`window_profiles`)."""
         depth, k, per_token = self.config.depth, self.model.num_prefix_tokens, self.config.frames_per_token
         framed = sorted({x % depth for x in (layer, *layers)}) if keep_frames else []
         read = sorted({*framed, layer % depth, depth - 1})
@@ -237,9 +291,17 @@ class Encoder(nn.Module):
         shape = (k, self.embedding_size)
         class_rows = {b: Rows(capacity, shape) for b in read}
         frame_rows = {b: Rows(capacity * (self.window_frames // per_token), shape[1:]) for b in framed}
+        averaged = len(shifts) > 1 and self.model.equivariant_head is not None
+        key_rows = (Rows(capacity, (12,)), Rows(capacity, shape[1:])) if averaged else None
         spectrum, rms, valid_frames = [], [], []
-        for batch, valid, level in self.model_input_batches(blocks, batch_size):
-            outputs = dict(zip(read, self.model.forward_intermediates(batch, read)))
+        for batch, valid, level, shifted in self.model_input_batches(blocks, batch_size, cut, shifts if averaged else None):
+            if averaged:
+                intermediates = self.model.forward_intermediates(shifted.flatten(0, 1), read)
+                self._add_group_average(key_rows, intermediates[-1][:, :k], shifts)
+                zero = shifts.index(0) * len(batch)
+                outputs = {b: tokens[zero : zero + len(batch)] for b, tokens in zip(read, intermediates)}
+            else:
+                outputs = dict(zip(read, self.model.forward_intermediates(batch, read)))
             valid_tokens = -(-valid // per_token)
             for b, tokens in outputs.items():
                 class_rows[b].add(tokens[:, :k].float().cpu().numpy())
@@ -268,7 +330,25 @@ class Encoder(nn.Module):
             spectrum=np.stack(spectrum),
             rms=np.concatenate(rms),
             key_head=self._key_head if self.model.equivariant_head is not None else None,
+            shifts=shifts if averaged else (0,),
+            averaged_probabilities=key_rows[0].array() if averaged else None,
+            averaged_tokens=key_rows[1].array() if averaged else None,
         )
+
+    def _add_group_average(self, rows: tuple[Rows, Rows], class_tokens: torch.Tensor, shifts: tuple[int, ...]) -> None:
+        """Write the group average over ``shifts`` of one batch: ``class_tokens`` ``(S B, K, D)``
+        (the last block, shift-major) -> the head softmax ``mean_s roll(p_s, s)`` ``(B, 12)`` and
+        the equivariant token ``mean_s roll(t_s, s)`` ``(B, D)``.
+
+        A window cut ``s`` bins higher shows its content ``s`` semitones lower, which rolls the
+        profile and the token's 12 pitch-class axis by ``-s`` (exactly, for a circular roll of
+        the 84 bins: the equivariant stream commutes with it); rolling by ``+s`` brings each cut
+        back to the unshifted window's frame before averaging."""
+        tokens = class_tokens[:, self.model.role_index("equivariant")].unflatten(0, (len(shifts), -1))
+        probabilities = torch.softmax(self.model.equivariant_head(tokens).float(), dim=-1)
+        back = [(torch.roll(probabilities[i], s, dims=-1), self.model.layout.roll(tokens[i], s)) for i, s in enumerate(shifts)]
+        rows[0].add(torch.stack([p for p, _ in back]).mean(0).cpu().numpy())
+        rows[1].add(torch.stack([t for _, t in back]).float().mean(0).cpu().numpy())
 
     @torch.inference_mode()
     def _key_head(self, tokens: np.ndarray) -> np.ndarray:
@@ -276,18 +356,28 @@ class Encoder(nn.Module):
         logits = self.model.equivariant_head(torch.from_numpy(tokens).to(self.device))
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def model_input_batches(self, blocks: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, shift: int = 0) -> Iterator[ModelInput]:
+    def model_input_batches(
+        self, blocks: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, shift: int = 0, shifts: tuple[int, ...] | None = None,
+    ) -> Iterator[ModelInput]:
         """The model's input, batch by batch, from consecutive mono 16-kHz blocks: windows of
         :attr:`window_samples` (:func:`~mt2.inference.windows.cut_windows`), each through the
         frontend on its own (:meth:`mt2.frontend.CQTFrontend.window`). ``shift`` cuts every
         window that many CQT bins above :attr:`offset` (the content ``shift`` semitones lower;
-        0, what :meth:`embed` and :meth:`key` use, unless a measure of equivariance asks)."""
+        0, what :meth:`embed` and :meth:`key` use, unless a measure of equivariance asks).
+        ``shifts`` also cuts each window ``shift + s`` bins above :attr:`offset` for every ``s``
+        (:attr:`ModelInput.shifted`, from the same CQT; :func:`check_shifts`)."""
+        if shifts is not None:
+            shifts = check_shifts(shifts, self.offset + shift)
         for audio, valid_samples in cut_windows(blocks, self.window_samples, batch_size):
             magnitude = self.frontend.magnitude(torch.from_numpy(audio).to(self.device))
             # A window of S samples has 1 + S / hop centred frames; the last one is centred
             # on the next window's first sample and belongs to it.
             rms = np.sqrt(np.square(audio, dtype=np.float64).sum(axis=1) / valid_samples)  # padding adds nothing
-            yield ModelInput(self.frontend.window(magnitude, self.window_frames, shift), -(-valid_samples // HOP_LENGTH), rms)
+            windows = self.frontend.window(magnitude, self.window_frames, shift)
+            shifted = None
+            if shifts is not None:
+                shifted = torch.stack([windows if s == 0 else self.frontend.window(magnitude, self.window_frames, shift + s) for s in shifts])
+            yield ModelInput(windows, -(-valid_samples // HOP_LENGTH), rms, shifted)
 
     @torch.inference_mode()
     def model_inputs(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE, shift: int = 0) -> torch.Tensor:
@@ -321,8 +411,17 @@ class Encoder(nn.Module):
         return self.decide(self.key_statistics_file(path, batch_size, block_seconds))
 
     def key_of(self, embedding: Embedding) -> KeyEstimate:
-        """:meth:`key` from an :class:`Embedding` of this encoder (no second pass)."""
+        """:meth:`key` from an :class:`Embedding` of this encoder (no second pass): embed with
+        ``shifts=encoder.shifts`` for the key :meth:`key` gives.
+
+        Raises:
+            ValueError: the embedding was made with other shifts than :attr:`shifts`.
+        """
         self.check_key_support()
+        if tuple(embedding.shifts) != self.shifts:
+            raise ValueError(
+                f"this embedding averages bin shifts {tuple(embedding.shifts)} but the key path reads {self.shifts}: "
+                "embed with shifts=encoder.shifts (or set encoder.shifts to the embedding's)")
         return self.decide(self.statistics_of(embedding))
 
     def key_timeline(self, audio, sr: int, **options):
@@ -337,6 +436,19 @@ class Encoder(nn.Module):
         from mt2.inference.timeline import key_timeline_file
 
         return key_timeline_file(self, path, **options)
+
+    def window_profiles(self, audio, sr: int, shift: int = 0, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """``(W, 12)`` the equivariant head's softmax of each window (uncalibrated, output-bin order),
+        averaged over :attr:`shifts` as :meth:`key` reads it, with every window cut ``shift`` bins
+        higher (content ``shift`` semitones lower: a measure of equivariance; 0 for :meth:`key`'s).
+
+        Raises:
+            ValueError: no equivariant token, or ``shift`` with :attr:`shifts` outside the range.
+        """
+        self._check_equivariant()
+        check_shifts(self.shifts, self.offset + shift)
+        audio = to_model_rate(audio, sr)
+        return self._embed_blocks([audio], len(audio), "average", -1, (), batch_size, False, self.shifts, shift).key_probabilities
 
     def bin_probabilities(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The equivariant head's softmax ``(12,)`` averaged over windows, uncalibrated (output bin order)."""
@@ -364,21 +476,21 @@ class Encoder(nn.Module):
         """
         self._check_equivariant()
         audio = to_model_rate(audio, sr)
-        return self.statistics_of(self._embed_blocks([audio], len(audio), "average", -1, (), batch_size, keep_frames=False))
+        return self.statistics_of(self._embed_blocks([audio], len(audio), "average", -1, (), batch_size, keep_frames=False, shifts=self.shifts))
 
     def key_statistics_file(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, block_seconds: float = 60.0) -> KeyStatistics:
         """:meth:`key_statistics` of an audio file, decoded block by block (bounded memory)."""
         self._check_equivariant()
         blocks, expected = file_blocks(path, block_seconds)
-        return self.statistics_of(self._embed_blocks(blocks, expected, "average", -1, (), batch_size, keep_frames=False))
+        return self.statistics_of(self._embed_blocks(blocks, expected, "average", -1, (), batch_size, keep_frames=False, shifts=self.shifts))
 
     def statistics_of(self, embedding: Embedding) -> KeyStatistics:
         """:meth:`key_statistics` of an :class:`Embedding` of this encoder: the equivariant head
-        runs on its held last-block equivariant tokens (no second pass)."""
+        runs on its held last-block equivariant tokens (no second pass), averaged over the
+        shifts the embedding was made with (:attr:`Embedding.shifts`)."""
         if embedding.key_probabilities is None:
             raise ValueError(f"this embedding has no equivariant output: its class tokens are {embedding.roles}")
-        tokens = embedding.class_tokens_at(-1)[:, embedding.roles.index("equivariant")]
-        return key_statistics(embedding.key_probabilities, tokens, embedding.spectrum, embedding.rms, embedding.window_lengths, self.offset)
+        return key_statistics(embedding.key_probabilities, embedding.key_tokens, embedding.spectrum, embedding.rms, embedding.window_lengths, self.offset)
 
     def canonical_token(self, token: np.ndarray, output_bin: int) -> np.ndarray:
         """The equivariant token ``(D,)`` with its 12 pitch-class axis rolled back by

@@ -245,7 +245,7 @@ def _embed_passes(encoder, audio16: np.ndarray, passes: int, batch_size: int):
         shift = p * encoder.window_samples // passes
         if p and shift >= len(audio16):
             break
-        results.append((encoder.embed(audio16[shift:], rate, readout="equivariant", batch_size=batch_size), shift / rate))
+        results.append((encoder.embed(audio16[shift:], rate, readout="equivariant", batch_size=batch_size, shifts=encoder.shifts), shift / rate))
     return results
 
 
@@ -266,7 +266,7 @@ def _gather(encoder, audio, sr: float, passes: int, batch_size: int):
     duration = len(audio16) / encoder.sample_rate
     rows = []
     for emb, offset in _embed_passes(encoder, audio16, passes, batch_size):
-        tokens = emb.class_tokens_at(-1)[:, emb.roles.index("equivariant")]
+        tokens = emb.key_tokens
         for w in range(len(emb.window_starts)):
             rows.append((offset + emb.window_starts[w], emb.window_lengths[w], emb.key_probabilities[w], tokens[w],
                          emb.spectrum[w], emb.rms[w]))
