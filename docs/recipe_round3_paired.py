@@ -4,15 +4,15 @@
         --out runs/round3/paired.json BASE=FOLDER NAME=FOLDER ...
 
 For each model folder (``mt2.load``-able; the first is the base): on the real-music test
-excerpts of ``mt2.training.real_evaluation`` (the study's ``real`` columns, same excerpts),
+excerpts of ``mt2.evaluation.real_music`` (the study's ``real`` columns, same excerpts),
 transpositions followed (per (excerpt, shift) pair) and same-track top-1 (per query); on the
 corpus test clips with a key label, the key signature of ``encoder.key`` on the whole clip (not
 the study's ``key sig.`` column, which scores its own windows; this one is per clip, so it can
 be paired); on the key reference's 30-s excerpts of the valid and test tracks
-(``mt2.training.real_evaluation.reference_excerpts``), ``encoder.key`` against essentia's key:
+(``mt2.evaluation.real_music.reference_excerpts``), ``encoder.key`` against essentia's key:
 the MIREX score and whether the key signatures agree. Each measure of each model minus the
-base's, resampled by whole tracks (real) or whole pieces (corpus), 1,000 resamples
-(``mt2.bench.stats``).
+base's, resampled by whole tracks (real) or whole pieces (corpus), with the package's one
+bootstrap (``mt2.evaluation.stats``, its 1,000 resamples by default).
 """
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ import soundfile as sf
 import torch
 
 import mt2
-from mt2.bench.stats import Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.corpus import read_manifest as read_corpus
-from mt2.training.real_evaluation import (
-    SAMPLE_RATE, against_reference, excerpt_keys, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts,
-    reference_keys, test_keys,
+from mt2.evaluation.real_music import (
+    against_reference, excerpt_keys, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
+    test_keys,
 )
+from mt2.evaluation.stats import RESAMPLES, Ratio, interval, paired_difference, resample_counts, verdict
+from mt2.frontend import SAMPLE_RATE
 
 
 def per_example(encoder, excerpts, corpus_root: Path, corpus_rows: list[dict], reference: list, references: list[str]) -> dict:
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--resamples", type=int, default=RESAMPLES)
     args = parser.parse_args()
     torch.set_num_threads(1)
     root, rows = read_manifest(args.real)

@@ -10,7 +10,7 @@ import soundfile as sf
 from mt2.bench import real as bench_real
 from mt2.bench.features import FeatureCache
 from mt2.corpus.real import build_real_corpus
-from mt2.training.real_evaluation import shift_by_resampling
+from mt2.evaluation.real_music import shift_by_resampling
 
 from tiny_encoder import make_encoder, one_thread
 
@@ -93,7 +93,7 @@ def test_section_is_skipped_with_a_message_without_a_corpus(tmp_path, capsys):
 
 
 def test_study_real_measures_on_the_same_excerpts(small_real_corpus, tmp_path):
-    from mt2.training.real_evaluation import real_measures
+    from mt2.evaluation.real_music import real_measures
 
     measures = real_measures(make_encoder(), small_real_corpus / "corpus", tmp_path, seconds=4.0)
     assert measures["test_excerpts"] == 6 and measures["pairs"] == 66
@@ -113,11 +113,11 @@ def test_reproduce_line_names_the_real_corpus():
 
 
 def test_reference_section_scores_every_system_against_essentia(small_real_corpus, tmp_path, monkeypatch):
-    from mt2.training import real_evaluation
+    from mt2.evaluation import real_music
 
-    monkeypatch.setattr(real_evaluation, "essentia_key_estimator", lambda: ((lambda audio: "C major"), "fake-edma"))
+    monkeypatch.setattr(real_music, "essentia_key_estimator", lambda: ((lambda audio: "C major"), "fake-edma"))
     settings = bench_real.RealSettings(str(small_real_corpus / "corpus"), resamples=50, probe_steps=30, seconds=4.0, progress=False)
-    root, rows = real_evaluation.read_manifest(settings.folder)
+    root, rows = real_music.read_manifest(settings.folder)
     encoder = make_encoder()
     extractors = {name: bench_real.EncoderKeyExtractor(name, encoder) for name in ("first", "again")}
     section = bench_real.reference_section(extractors, root, rows, tmp_path / "work", FeatureCache(tmp_path / "cache"), 0, settings)

@@ -70,7 +70,7 @@ def recorded_inputs(model, call) -> list[torch.Tensor]:
 def test_study_inputs_are_the_encoders():
     """The study's calibration votes and its metrics read the arrays ``mt2 key`` feeds the model."""
     from mt2.training.calibrate import encoder_bin_predictor
-    from mt2.training.evaluation import clip_input
+    from mt2.training.probe_metrics import clip_input
 
     encoder = mt2.load("mt2")
     clip, sr = fixed_clip()
@@ -87,7 +87,7 @@ def test_study_inputs_are_the_encoders():
 
 def test_study_shifted_input_is_a_higher_cut():
     """The equivariance metric's window cut k bins higher equals an encoder whose offset is k higher."""
-    from mt2.training.evaluation import clip_input
+    from mt2.training.probe_metrics import clip_input
 
     encoder = mt2.load("mt2")
     audio = mt2.inference.to_model_rate(*fixed_clip())

@@ -109,7 +109,7 @@ def test_run_study_records_the_share_and_refuses_it_without_real(real_folder, sy
 
 # -- the key reference on real music: essentia on longer excerpts of unseen tracks ----------
 def test_against_reference_scores_each_relation_of_two_keys():
-    from mt2.training.real_evaluation import against_reference
+    from mt2.evaluation.real_music import against_reference
 
     references = ["C major"] * 6
     scores = against_reference(["C major", "G major", "A minor", "C minor", "F# major", None], references)
@@ -119,7 +119,7 @@ def test_against_reference_scores_each_relation_of_two_keys():
 
 
 def test_reference_keys_are_cached_per_version_and_reference_measures_need_essentia(real_folder, tmp_path, monkeypatch):
-    from mt2.training import real_evaluation as re
+    from mt2.evaluation import real_music as re
 
     root, rows = re.read_manifest(real_folder)
     excerpts = re.reference_excerpts(root, rows, tmp_path)

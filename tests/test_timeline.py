@@ -223,6 +223,7 @@ def test_cli_timeline_json_csv_and_plot(tmp_path, capsys):
 
 def test_the_measure_scores_a_perfect_and_a_flat_timeline():
     from mt2.inference.timeline import KeySegment, KeyTimeline
+    from mt2.evaluation.stats import resample_counts
     from mt2.study.timeline import Piece, paired_bootstrap, score_piece
 
     piece = Piece(Path("x.flac"), [(0.0, 10.0, "C major"), (10.0, 20.0, "G major")])
@@ -236,5 +237,5 @@ def test_the_measure_scores_a_perfect_and_a_flat_timeline():
     assert flat["weighted"] == pytest.approx(0.5)  # mir_eval: C for G is a fifth below, 0 and flat["hits"] == 0 and flat["switches"] == 0
     one_key = Piece(Path("y.flac"), [(0.0, 20.0, "A minor")])
     assert not one_key.modulates and score_piece(timeline([(0, 11, "C major"), (11, 20, "G major")]), one_key)["switches"] == 1
-    r = paired_bootstrap((np.array([1.0, 1, 1]), np.ones(3)), (np.array([0.0, 0, 1]), np.ones(3)), resamples=200)
+    r = paired_bootstrap((np.array([1.0, 1, 1]), np.ones(3)), (np.array([0.0, 0, 1]), np.ones(3)), resample_counts(3, 200))
     assert r["difference"] == pytest.approx(2 / 3) and r["difference_interval"][0] >= 0

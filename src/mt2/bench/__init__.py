@@ -10,9 +10,9 @@ scored once on each test set, beside classical DSP baselines measured in the sam
   :mod:`~mt2.bench.beat_activation` (what a task is: :mod:`~mt2.bench.task`);
 * :mod:`~mt2.bench.features`: extraction and its cache; :mod:`~mt2.bench.probe`: the
   probe; :mod:`~mt2.bench.baselines`: the DSP baselines; :mod:`~mt2.bench.runner`: the
-  run (probe seeds, test sets, cross-font test sets); :mod:`~mt2.bench.stats`: bootstrap
-  intervals and paired differences; :mod:`~mt2.bench.claims`: the paper's claims decided
-  from them; :mod:`~mt2.bench.report`: results.json, results.md and plots.
+  run (probe seeds, test sets, cross-font test sets); :mod:`~mt2.bench.claims`: the paper's
+  claims, decided by paired bootstrap intervals (:mod:`mt2.evaluation.stats`, the package's one
+  bootstrap); :mod:`~mt2.bench.report`: results.json, results.md and plots.
 """
 from mt2.bench import chords, instrument, key, pitch, tagging
 from mt2.bench.beat_activation import BEATS, TEMPO

@@ -39,8 +39,8 @@ import mir_eval
 import numpy as np
 
 from mt2.bench.baselines import ONSET_RATE, estimate_tempo, librosa_beats, librosa_tempo, track_beats
-from mt2.bench.stats import Ratio
 from mt2.bench.task import Task, TaskData, clip_end, frame_spacing
+from mt2.evaluation.stats import Ratio
 
 TOLERANCE = 0.04
 OCTAVE_FACTORS = (1.0, 2.0, 3.0, 1 / 2, 1 / 3)

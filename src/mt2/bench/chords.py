@@ -19,8 +19,8 @@ import mir_eval
 import numpy as np
 
 from mt2.bench.baselines import CHROMA_FRAMES, MAJMIN_LABELS, template_chords
-from mt2.bench.stats import Ratio
 from mt2.bench.task import IGNORE, Task, TaskData, clip_end
+from mt2.evaluation.stats import Ratio
 from mt2.frontend import FRAME_RATE
 
 _MAJ = np.array(mir_eval.chord.QUALITIES["maj"][:8])

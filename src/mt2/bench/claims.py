@@ -10,7 +10,7 @@ last.
 
 On every ``(task, test set)`` where both rows were measured on the same examples, the
 difference of the headline metric A - B gets a paired bootstrap interval (the same
-resamples for both rows, :func:`mt2.bench.stats.paired_difference`) and a verdict:
+resamples for both rows, :func:`mt2.evaluation.stats.paired_difference`) and a verdict:
 **held** (interval above 0), **reversed** (below 0) or **undecided** (contains 0). Point
 values never decide. A claim's status counts its verdicts on the datasets' own test sets
 (cross-font test sets are listed, not counted): **held** when held on more than half of
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mt2.bench.stats import HELD, REVERSED, paired_difference, verdict
+from mt2.evaluation.stats import HELD, REVERSED, paired_difference, verdict
 
 BASELINE = "DSP baseline"
 MT2_ROLES = ("equivariant", "contrastive")

@@ -16,9 +16,9 @@ import dataclasses
 import numpy as np
 
 from mt2.bench.probe import evaluate_feature_probe
-from mt2.bench.stats import Ratio
 from mt2.bench.task import IGNORE, Task, TaskData
 from mt2.data.real import Example
+from mt2.evaluation.stats import Ratio
 
 #: Datasets whose instrument label is another label key.
 LABEL_KEYS = {"nsynth": "family"}

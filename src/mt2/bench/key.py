@@ -12,8 +12,8 @@ import mir_eval
 import numpy as np
 
 from mt2.bench.features import NO_KEY_TONIC
-from mt2.bench.stats import Ratio
 from mt2.bench.task import IGNORE, Task, TaskData
+from mt2.evaluation.stats import Ratio
 from mt2.inference import NO_KEY
 from mt2.keys import MODES, key_name, parse_key, template_key
 

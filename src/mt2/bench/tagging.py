@@ -5,7 +5,7 @@ class, mode, style; MagnaTagATune: its top 50 tags).
 
 Metrics: ROC-AUC and PR-AUC (average precision), macro-averaged over the tags that have both
 a positive and a negative clip in the evaluated split (or resample), as scikit-learn's
-``roc_auc_score`` and ``average_precision_score`` compute them (:mod:`mt2.bench.stats`).
+``roc_auc_score`` and ``average_precision_score`` compute them (:mod:`mt2.evaluation.stats`).
 Baseline: a linear probe on MFCC statistics, trained and selected like the models' probes.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from mt2.bench.probe import evaluate_feature_probe
-from mt2.bench.stats import MacroAveragePrecision, MacroRocAuc
 from mt2.bench.task import Task, TaskData
+from mt2.evaluation.stats import MacroAveragePrecision, MacroRocAuc
 
 
 class TaggingTask(Task):

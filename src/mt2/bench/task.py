@@ -10,7 +10,7 @@ A task is probed at one of two levels:
 Every metric is "higher is better"; ``metrics[0]`` is the headline metric, the one that
 selects probe hyper-parameters on the validation split and ranks systems in the summary.
 A task writes each metric as a resamplable statistic over its examples
-(:meth:`Task.statistics`, :mod:`mt2.bench.stats`), which gives both the score and its
+(:meth:`Task.statistics`, :mod:`mt2.evaluation.stats`), which gives both the score and its
 bootstrap interval.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mt2.bench.stats import Statistic
 from mt2.data.real import Example
+from mt2.evaluation.stats import Statistic
 
 SPLITS = ("train", "valid", "test")
 #: Target value that the probe's softmax loss ignores (no usable label for that row).

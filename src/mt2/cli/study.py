@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--real", type=Path, default=None, metavar="FOLDER",
                         help="a real-music corpus written by `mt2 corpus real`; with training or --evaluate, each row also gets the "
                         "real-music measures (transpositions followed, no key, same-track top-1, soundtrack kNN; "
-                        "mt2.training.real_evaluation); the rows with a real share (pc-real25, pc-real50, pc-real100) also train on "
+                        "mt2.evaluation.real_music); the rows with a real share (pc-real25, pc-real50, pc-real100) also train on "
                         "crops of its training tracks, as `mt2 pretrain` with real_data does")
     parser.add_argument("--real-splits", default="train,valid,test", help="with --no-key: comma-separated splits of --real to measure (default: all)")
     parser.add_argument("--model", default="mt2", help="with --timeline or --no-key: shipped model name or saved folder (default: mt2)")

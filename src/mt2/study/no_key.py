@@ -25,11 +25,11 @@ import numpy as np
 
 from mt2.audio import AudioError, load_audio, load_excerpt
 from mt2.corpus import read_manifest
+from mt2.evaluation.real_music import read_manifest as read_real_manifest
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import Encoder
 from mt2.inference.key_decision import clip_spectrum, tonal_contrast
 from mt2.tables import markdown_table
-from mt2.training.real_evaluation import read_manifest as read_real_manifest
 
 NOISE_KINDS = ("white", "pink", "brown")
 NOISE_LEVELS_DB = (-90, -70, -50, -30, -20, -10, -3)

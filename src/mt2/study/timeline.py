@@ -21,8 +21,9 @@ Figures (:data:`FIGURES`): ``weighted`` (mean over modulating pieces, and over t
 ``boundary hit`` (pooled over true boundaries), ``boundary error`` (mean over true boundaries),
 ``spurious switches`` (per non-modulating piece). Each has a 95% percentile interval and MT2
 minus baseline a **paired** one, both from the same resamples of pieces with replacement
-(:func:`paired_bootstrap`; the benchmark's :mod:`mt2.bench.stats` is not importable from a
-study, by the layer contracts, so the few lines are here).
+(:func:`paired_bootstrap`: the package's one bootstrap, :mod:`mt2.evaluation.stats`, with its
+:data:`~mt2.evaluation.stats.RESAMPLES`; the verdict is its :func:`~mt2.evaluation.stats.verdict`
+with each figure's direction).
 
 **Tuning.** Each system's switch penalty is chosen on a corpus of **another seed**
 (``valid``), from :data:`PENALTY_GRID`, maximising ``weighted (all pieces) + boundary hit -
@@ -38,6 +39,7 @@ import numpy as np
 
 from mt2.audio import load_audio
 from mt2.corpus import read_manifest
+from mt2.evaluation.stats import HELD, LEVEL, RESAMPLES, REVERSED, Interval, Ratio, interval, paired_difference, resample_counts, verdict
 from mt2.inference.timeline import DEFAULT_PASSES, KeyTimeline, WindowEvidence, decode, evidence_pair
 from mt2.tables import markdown_table
 
@@ -47,9 +49,6 @@ BOUNDARY_TOLERANCE = 2.0
 FRAME_RATE = 10.0
 #: Switch penalties (nats) tried on the validation corpus.
 PENALTY_GRID = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0)
-#: Bootstrap resamples and interval level.
-RESAMPLES = 2000
-LEVEL = 0.95
 SYSTEMS = ("mt2", "template")
 #: Figure name -> (higher is better, description).
 FIGURES = {
@@ -152,31 +151,17 @@ def _figure_data(scores: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]
     }
 
 
-def _ratio(numerators: np.ndarray, denominators: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    total = counts @ denominators
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (counts @ numerators) / np.where(total > 0, total, 1), np.nan)
-
-
-def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], seed: int = 0,
-                     resamples: int = RESAMPLES, level: float = LEVEL) -> dict:
-    """Values and percentile intervals of two ratio figures over the same ``n`` pieces and of
-    their difference ``a - b``, all from the same resamples of pieces with replacement."""
-    n = len(a[0])
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1 / n), size=resamples).astype(float)
-    ones = np.ones((1, n))
-    va, vb = _ratio(*a, counts), _ratio(*b, counts)
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-
-    def interval(values):
-        values = values[np.isfinite(values)]
-        return [float(x) for x in np.percentile(values, q)] if values.size else [float("nan")] * 2
-
+def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], counts: np.ndarray,
+                     level: float = LEVEL) -> dict:
+    """Two ratio figures ``sum num / sum den`` over the same ``n`` pieces (:class:`~mt2.evaluation.stats.Ratio`)
+    and their difference ``a - b``: values and percentile intervals, all on the resamples ``counts``
+    ``(B, n)`` (:func:`~mt2.evaluation.stats.resample_counts`)."""
+    ra, rb = Ratio(*a), Ratio(*b)
+    ia, ib, difference = interval(ra, counts, level), interval(rb, counts, level), paired_difference(ra, rb, counts, level)
     return {
-        "a": float(_ratio(*a, ones)[0]), "a_interval": interval(va),
-        "b": float(_ratio(*b, ones)[0]), "b_interval": interval(vb),
-        "difference": float(_ratio(*a, ones)[0] - _ratio(*b, ones)[0]), "difference_interval": interval(va - vb),
+        "a": ia.value, "a_interval": [ia.low, ia.high],
+        "b": ib.value, "b_interval": [ib.low, ib.high],
+        "difference": difference.value, "difference_interval": [difference.low, difference.high],
     }
 
 
@@ -200,7 +185,7 @@ def measure(encoder, test: str | Path, valid: str | Path | None = None, penaltie
             passes: int = DEFAULT_PASSES, progress: bool = False, seed: int = 0) -> dict:
     """The whole measure: tune each system's penalty on ``valid`` (or take ``penalties``), decode
     ``test`` once, score, bootstrap. Returns a JSON-ready dict (see :func:`report_lines`)."""
-    result: dict = {"test": str(test), "passes": passes, "tolerance_s": BOUNDARY_TOLERANCE}
+    result: dict = {"test": str(test), "passes": passes, "tolerance_s": BOUNDARY_TOLERANCE, "resamples": RESAMPLES}
     if valid is not None:
         valid_pieces = read_pieces(valid)
         valid_evidence = collect_evidence(encoder, valid_pieces, passes, progress)
@@ -219,20 +204,20 @@ def measure(encoder, test: str | Path, valid: str | Path | None = None, penaltie
     data = {m: _figure_data(scores[m]) for m in SYSTEMS}
     result["pieces"] = {"modulating": sum(p.modulates for p in pieces), "one key": sum(not p.modulates for p in pieces),
                         "boundaries": sum(len(p.boundaries) for p in pieces)}
-    result["figures"] = {f: paired_bootstrap(data["mt2"][f], data["template"][f], seed) for f in FIGURES}
+    counts = resample_counts(len(pieces), RESAMPLES, seed)
+    result["figures"] = {f: paired_bootstrap(data["mt2"][f], data["template"][f], counts) for f in FIGURES}
     result["median boundary error (s)"] = {m: float(np.median([e for s in scores[m] for e in s["errors"]] or [np.nan])) for m in SYSTEMS}
     result["spurious on modulating pieces"] = {m: int(sum(s["spurious"] for s in scores[m] if s["modulates"])) for m in SYSTEMS}
     return result
 
 
-def _verdict(figure: str, interval: list[float]) -> str:
-    higher, _ = FIGURES[figure]
-    lo, hi = interval
-    if not np.isfinite(lo):
+def _verdict(figure: str, difference: float, bounds: list[float]) -> str:
+    """:func:`~mt2.evaluation.stats.verdict` of MT2 - template in the figure's direction, in words
+    (``n/a``: no interval, e.g. no piece of the kind)."""
+    if not np.isfinite(bounds[0]):
         return "n/a"
-    better = lo > 0 if higher else hi < 0
-    worse = hi < 0 if higher else lo > 0
-    return "MT2 better" if better else "MT2 worse" if worse else "undecided"
+    decided = verdict(Interval(difference, *bounds), higher_is_better=FIGURES[figure][0])
+    return {HELD: "MT2 better", REVERSED: "MT2 worse"}.get(decided, "undecided")
 
 
 def report_lines(result: dict) -> list[str]:
@@ -243,7 +228,7 @@ def report_lines(result: dict) -> list[str]:
     rows = []
     for figure, r in result["figures"].items():
         rows.append([figure, cell(r["a"], r["a_interval"]), cell(r["b"], r["b_interval"]),
-                     cell(r["difference"], r["difference_interval"]), _verdict(figure, r["difference_interval"])])
+                     cell(r["difference"], r["difference_interval"]), _verdict(figure, r["difference"], r["difference_interval"])])
     p = result["pieces"]
     lines = [
         f"Key timeline on {result['test']}: {p['modulating']} modulating pieces ({p['boundaries']} boundaries), "
@@ -255,7 +240,8 @@ def report_lines(result: dict) -> list[str]:
         f"Median boundary error (s): MT2 {result['median boundary error (s)']['mt2']:.2f}, "
         f"template {result['median boundary error (s)']['template']:.2f}. Spurious switches on modulating pieces "
         f"(farther than {result['tolerance_s']:g} s from a true boundary): MT2 {result['spurious on modulating pieces']['mt2']}, "
-        f"template {result['spurious on modulating pieces']['template']}. Intervals: 95% percentile, pieces resampled.",
+        f"template {result['spurious on modulating pieces']['template']}. Intervals: {LEVEL:.0%} percentile, "
+        f"{result['resamples']} resamples of the pieces.",
     ]
     return lines
 

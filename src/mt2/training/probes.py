@@ -1,7 +1,7 @@
 """Online probes during pretraining, and the training curves.
 
 Every ``probe_every`` steps :class:`ProbeCallback` runs the recipe study's metrics
-(:func:`mt2.training.evaluation.evaluate`: equivariance, best rotation, segment agreement, kNN
+(:func:`mt2.training.probe_metrics.evaluate`: equivariance, best rotation, segment agreement, kNN
 instrument accuracy of token 1, token cosine, ...; the zero-shot key signature after
 calibration only with ``probe_calibration``, since calibrating costs a CQT per synthetic
 reference, minutes on a small CPU) on a CPU copy of the model,
@@ -21,13 +21,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mt2.training.evaluation import evaluate
+from mt2.training.probe_metrics import evaluate
 
 LOSSES = ("loss", "cpsd", "ntxent")
 
 
 def probe_rows(source) -> tuple[list[dict] | None, str]:
-    """Manifest rows for :func:`~mt2.training.evaluation.evaluate` (held-out clips relabelled ``test``) and a note."""
+    """Manifest rows for :func:`~mt2.training.probe_metrics.evaluate` (held-out clips relabelled ``test``) and a note."""
     rows = source.tracks.rows
     if not any(r.get("key") is not None or r.get("instrument") is not None for r in rows):
         return None, "the data carry no key or instrument labels"
@@ -39,7 +39,7 @@ def probe_rows(source) -> tuple[list[dict] | None, str]:
 
 
 class ProbeCallback(L.Callback):
-    """Runs :func:`~mt2.training.evaluation.evaluate` every ``every`` steps; logs ``probe/<metric>``."""
+    """Runs :func:`~mt2.training.probe_metrics.evaluate` every ``every`` steps; logs ``probe/<metric>``."""
 
     SCORE = "probe/score"
 

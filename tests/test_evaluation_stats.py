@@ -1,4 +1,4 @@
-"""Bootstrap statistics of the benchmark: agreement with a naive loop over resampled lists,
+"""The one bootstrap (mt2.evaluation.stats): agreement with a naive loop over resampled lists,
 paired differences that decide only what they should, cluster resampling."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mt2.bench.stats import (
+from mt2.evaluation.stats import (
     HELD, REVERSED, UNDECIDED, Interval, MacroAveragePrecision, MacroRocAuc, Mean, Ratio, interval, paired_difference,
     resample_counts, verdict,
 )
@@ -98,6 +98,13 @@ def test_mean_over_seeds_and_its_checks():
     with pytest.raises(ValueError, match="same examples"):
         paired_difference(a, Ratio.mean([1.0]), resample_counts(3, 5))
     assert verdict(Interval(0.1, float("nan"), float("nan"))) == UNDECIDED
+
+
+def test_the_verdict_reads_the_direction_of_the_metric():
+    """An error (lower is better): a difference below 0 is a win for ``a``."""
+    below, above = Interval(-1.0, -1.5, -0.5), Interval(1.0, 0.5, 1.5)
+    assert verdict(below, higher_is_better=False) == HELD and verdict(above, higher_is_better=False) == REVERSED
+    assert verdict(Interval(0.0, -0.5, 0.5), higher_is_better=False) == UNDECIDED
 
 
 def test_claims_are_decided_per_task_from_paired_intervals_and_wait_for_missing_systems():

@@ -1,4 +1,6 @@
-"""Bootstrap intervals for the benchmark's metrics, paired between systems.
+"""Bootstrap intervals paired between systems: the one bootstrap of the package, which the
+benchmark (:mod:`mt2.bench`), the key-timeline measure (:mod:`mt2.study.timeline`) and the docs
+scripts (``docs/recipe_round3_paired.py``) all call.
 
 A metric over a test set is written as a **statistic** of per-example data that can be
 evaluated on many resamples at once. A resample is a row of a count matrix ``counts``
@@ -18,7 +20,7 @@ test set itself). Every statistic maps ``counts`` to ``(B,)`` values:
 percentile interval of one statistic; :func:`paired_difference` the interval of ``a - b``
 with the **same** resamples for both, which is what decides a comparison
 (:func:`verdict`): held when the interval lies above 0, reversed when below, undecided when
-it contains 0.
+it contains 0 (for a metric where lower is better, ``higher_is_better=False`` swaps the sides).
 """
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Resamples per interval; 95 % percentile intervals.
+#: Resamples per interval (every caller's default), and 95 % percentile intervals. 1,000 is the
+#: number the benchmark of record (docs/results) and docs/recipe-round3/paired.json were drawn
+#: with; the key-timeline figures of docs/timeline/timeline.md were drawn with 2,000 before the
+#: timeline measure called this module, so a rerun moves their interval ends by Monte-Carlo noise
+#: only (its point values do not depend on the resamples).
 RESAMPLES = 1000
 LEVEL = 0.95
 
@@ -216,10 +222,11 @@ def paired_difference(a: Statistic, b: Statistic, counts: np.ndarray, level: flo
 HELD, REVERSED, UNDECIDED = "held", "reversed", "undecided"
 
 
-def verdict(difference: Interval) -> str:
-    """``held`` (interval above 0), ``reversed`` (below 0) or ``undecided`` (contains 0 or undefined)."""
-    if difference.low > 0:
-        return HELD
-    if difference.high < 0:
-        return REVERSED
+def verdict(difference: Interval, higher_is_better: bool = True) -> str:
+    """The comparison that ``difference`` (``a - b``, :func:`paired_difference`) decides: ``held``
+    when ``a`` is better (the interval above 0; below 0 where lower is better), ``reversed`` when
+    ``b`` is, ``undecided`` when the interval contains 0 or is undefined."""
+    above, below = difference.low > 0, difference.high < 0
+    if above or below:
+        return HELD if above == higher_is_better else REVERSED
     return UNDECIDED

@@ -1,5 +1,7 @@
-"""The study's metrics, in one place: the recipe study (``mt2 study``) and the online probes of a
-pretraining run (:mod:`mt2.training.probes`) call :func:`evaluate`.
+"""The model metrics of the online probes and of the recipe study, in one place: the probes of a
+pretraining run (:mod:`mt2.training.probes`) log :func:`evaluate` during training and the recipe
+study (``mt2 study``, :mod:`mt2.study`) tabulates it after. They live in training because the
+trainer runs them (training may not import :mod:`mt2.evaluation`, the layer above it).
 
 Every clip is read from its audio file and goes to the model through the Encoder's public path
 (:meth:`mt2.inference.Encoder.model_input_batches`, :func:`clip_input`): the windows a metric
@@ -34,25 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from mt2.audio import load_audio
-from mt2.training.calibrate import CalibrationError, calibrate, encoder_bin_predictor
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import Encoder
 from mt2.keys import chroma_from_window, fifths_distance, signature_of, template_key
 from mt2.model import MT2Model, count_parameters
-
-
-def template_oracle(windows: torch.Tensor, sharpness: float = 20.0) -> torch.Tensor:
-    """A fixed oracle for the equivariant head: Krumhansl key templates on the octave-folded window.
-
-    Window bin ``j`` is folded onto index ``j mod 12`` (the offset is unknown, as it is to the
-    model), the 24 key scores are pooled per key signature (max of a key and its relative), and
-    a softmax with ``sharpness`` gives a 12-bin profile. A window cut ``k`` bins higher moves
-    the profile by ``-k``, so plugged into the CPSD loss it checks views, crops and sign.
-    """
-    chroma = windows.mean(dim=-1).view(windows.shape[0], -1, 12).sum(dim=1).double().numpy()
-    scores = np.stack([template_key(c)[2] for c in chroma])  # (B, 24): majors then minors
-    by_signature = np.maximum(scores[:, :12], np.roll(scores[:, 12:], 3, axis=1))
-    return torch.softmax(sharpness * torch.from_numpy(by_signature).float(), dim=-1)
+from mt2.training.calibrate import CalibrationError, calibrate, encoder_bin_predictor
 
 
 def clip_input(encoder: Encoder, audio: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, np.ndarray]:
