@@ -1,0 +1,138 @@
+"""musicnn in PyTorch (issue 31) against the original: TensorFlow 2.21 running the ``musicnn``
+0.1.0 package's own graph and checkpoints, recorded once by scripts/record_musicnn_reference.py
+into tests/data/musicnn_reference.npz on a synthetic 6.5-s fixture (two 3-s patches and a
+33-frame tail). Neither TensorFlow nor the package is needed here.
+
+Tolerance: the largest difference of each recorded array, relative to that array's largest
+magnitude, at most ``TOLERANCE`` = 1e-4; measured when recorded: at most 7.3e-6 (MTT tail
+penultimate), log-mel 3.6e-6 absolute (values up to 5.3).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("librosa")
+
+from mt2.bench import musicnn_convert  # noqa: E402
+from mt2.bench.features import Request, load_external  # noqa: E402
+from mt2.bench.musicnn import (  # noqa: E402
+    MIDEND_CHANNELS, MODELS, LogMel, MusicnnEncoder, MusicnnError, load_network, patch_starts, shipped_weights,
+)
+
+TOLERANCE = 1e-4
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "tests" / "data" / "musicnn_reference.npz"
+RECORDER = ROOT / "scripts" / "record_musicnn_reference.py"
+
+
+def _recorder():
+    spec = importlib.util.spec_from_file_location("record_musicnn_reference", RECORDER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    recorder = _recorder()
+    with np.load(REFERENCE, allow_pickle=False) as stored:
+        return recorder, dict(stored)
+
+
+def _relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
+    return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+
+
+def test_front_end_matches_the_package_in_float32(recorded):
+    recorder, reference = recorded
+    spectrogram = LogMel()(torch.from_numpy(recorder.fixture_signal())).numpy()
+    assert spectrogram.shape == (int(reference["frames"]), 96)
+    np.testing.assert_allclose(spectrogram[recorder.MEL_ROWS, recorder.MEL_COLUMNS], reference["log_mel"], atol=1e-4)
+    # the package's float16 product overflows on this fixture; ours stays finite
+    assert int(reference["float16_overflow"]) > 0 and np.isfinite(spectrogram).all()
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_network_matches_the_tensorflow_graph(recorded, model):
+    recorder, reference = recorded
+    full, tail, frames = MusicnnEncoder(model).run(recorder.fixture_signal(), recorder.SAMPLE_RATE)
+    assert frames == int(reference["frames"]) and len(full.taggram) == 2 and tail.midend.shape[2] == 33
+    for part, output in (("full", full), ("tail", tail)):
+        for name in ("taggram", "penultimate", "max_pool", "mean_pool"):
+            ours = getattr(output, name).numpy()
+            if name.endswith("pool"):
+                ours = ours[:, ::recorder.POOL_STRIDE]
+            error = _relative_error(ours, reference[f"{model}/{part}/{name}"])
+            assert error <= TOLERANCE, f"{model} {part} {name}: relative error {error:.2e}"
+    # patches differ: the package's extractor (0.1.0) returns the first patch's penultimate for all
+    assert not torch.allclose(full.penultimate[0], full.penultimate[1])
+
+
+def test_embed_readouts_and_frames(recorded):
+    recorder, _ = recorded
+    audio = recorder.fixture_signal()
+    pooled, penultimate = MusicnnEncoder("MSD_musicnn", "pooled"), MusicnnEncoder("MSD_musicnn", "penultimate")
+    full, _, _ = pooled.run(audio, 16000)
+    a, b = pooled.embed(audio, 16000), penultimate.embed(audio, 16000)
+    np.testing.assert_allclose(a.clip, full.max_pool.mean(dim=0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(b.clip, full.penultimate.mean(dim=0).numpy(), rtol=1e-6)
+    assert a.clip.shape == (MIDEND_CHANNELS,) and b.clip.shape == (200,)
+    assert a.frames.shape == (407, MIDEND_CHANNELS) and np.isfinite(a.frames).all()
+    np.testing.assert_allclose(a.frames[:187], full.midend[0].T.numpy())
+    assert a.timestamps[1] == pytest.approx(256 / 16000) and len(a.timestamps) == 407
+    # another rate is resampled to 16 kHz first
+    import soxr
+
+    resampled = pooled.embed(soxr.resample(audio, 16000, 44100).astype(np.float32), 44100)
+    assert resampled.clip.shape == a.clip.shape and np.corrcoef(resampled.clip, a.clip)[0, 1] > 0.99
+    # a clip shorter than one patch is one shorter patch
+    short = pooled.embed(audio[:16000], 16000)
+    assert short.frames.shape == (63, MIDEND_CHANNELS) and np.isfinite(short.clip).all()
+    tags = pooled.tag(audio, 16000)
+    assert len(tags) == 50 and all(0.0 <= v <= 1.0 for v in tags.values())
+
+
+def test_patches_follow_the_package():
+    assert patch_starts(407) == [0, 187] and patch_starts(374) == [0, 187] and patch_starts(100) == [0]
+
+
+def test_bench_loads_musicnn_as_an_external_encoder():
+    msd = load_external("mt2.bench.musicnn:load_msd")
+    penultimate = load_external("mt2.bench.musicnn:load_msd_penultimate")
+    assert msd.sample_rate == 16000 and msd.weights_hash != penultimate.weights_hash
+    audio = np.sin(2 * np.pi * 440 * np.arange(16000 * 4) / 16000).astype(np.float32) * 0.5
+    out = msd.compute(audio, Request("default"), frames=True)
+    assert out["clip"].shape == (MIDEND_CHANNELS,) and out["frames"].shape[1] == MIDEND_CHANNELS
+    assert penultimate.compute(audio, Request("default"), frames=False)["clip"].shape == (200,)
+
+
+def test_shipped_weights_carry_their_source_and_licence():
+    folder = shipped_weights()
+    assert "Permission to use, copy, modify" in (folder / "LICENSE-musicnn.md").read_text()
+    for model, stem in MODELS.items():
+        record = json.loads((folder / f"{stem}.json").read_text())
+        assert record["model"] == model and len(record["checkpoint_sha256"]) == 64
+        assert set(record["tensors"]) == set(musicnn_convert.tensor_names())
+
+
+def test_missing_weights_name_the_conversion(tmp_path, monkeypatch):
+    monkeypatch.setenv("MT2_MUSICNN_WEIGHTS", str(tmp_path))
+    with pytest.raises(MusicnnError, match="musicnn_convert"):
+        load_network("MSD_musicnn")
+    with pytest.raises(MusicnnError, match="known"):
+        MusicnnEncoder("MSD_musicnn", "taggram")
+
+
+def test_checkpoint_reader_parts(tmp_path):
+    assert musicnn_convert.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    bad = tmp_path / ".index"
+    bad.write_bytes(b"not a table" * 10)
+    (tmp_path / ".data-00000-of-00001").write_bytes(b"")
+    with pytest.raises(musicnn_convert.CheckpointFormatError, match=r"\.index: not a TensorFlow checkpoint"):
+        musicnn_convert.read_checkpoint(f"{tmp_path}/")
