@@ -133,3 +133,17 @@ def _minimal_section() -> dict:
     return {"folder": "f", "corpus": {"tracks": 0, "splits": {}, "hours": {}},
             "excerpts": {"seconds": 10, "by_split": {}, "shifted": 0, "shifts": [-5, 6]},
             "identification": {}, "retrieval": {}, "extras": {}, "key": {}}
+
+
+def test_real_section_reads_external_systems(small_real_corpus, tmp_path):
+    """An external system (musicnn, issue 31) gets identification and retrieval rows on its clip vector, and no key row."""
+    pytest.importorskip("librosa")
+    from mt2.bench.features import load_external
+
+    settings = bench_real.RealSettings(str(small_real_corpus / "corpus"), seeds=[0], resamples=50, probe_steps=30,
+                                       seconds=4.0, extras=False, progress=False)
+    label = "mt2.bench.musicnn:load_msd"
+    section = bench_real.run_real({}, settings, FeatureCache(tmp_path / "cache"), tmp_path / "work", {label: load_external(label)})
+    assert 0 <= section["identification"][label]["accuracy"][0] <= 1 and "minus_mfcc" in section["identification"][label]
+    assert section["retrieval"][label]["queries"] == 6 and label not in section["key"]
+    assert [s["label"] for s in section["systems"]] == [label]

@@ -6,7 +6,8 @@ are cut once and cached as 16 kHz mono FLAC: 10-s crops, 3 per training track, 2
 test track, and each test excerpt pitch-shifted by resampling by n = -5..+6 semitones.
 
 * **Soundtrack identification**: one linear probe (:mod:`mt2.bench.probe`: the benchmark's
-  probe, grid selected on the valid tracks' excerpts) on clip embeddings of each readout,
+  probe, grid selected on the valid tracks' excerpts) on clip embeddings of each readout
+  (and of each external system's ``default`` readout, e.g. musicnn: :mod:`mt2.bench.musicnn`),
   beside the same probe on MFCC statistics (:mod:`mt2.bench.baselines`) in the same run;
   accuracy on the test tracks' excerpts, mean over probe seeds, with a bootstrap interval
   (whole tracks resampled) and the paired difference to MFCC on the same resamples.
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from mt2.bench import baselines
-from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, extract, source_hash, state_hash
+from mt2.bench.features import EXTERNAL_READOUT, Clip, EncoderExtractor, FeatureCache, Request, extract, source_hash, state_hash
 from mt2.bench.probe import GRID, STEPS, select_probe
 from mt2.evaluation.real_music import (
     EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, REFERENCE_SECONDS, SHIFTS, Excerpt, against_reference, essentia_key_estimator,
@@ -237,9 +238,12 @@ class RealSettings:
     progress: bool = True
 
 
-def run_real(encoders: dict[str, object], settings: RealSettings, cache: FeatureCache, work_dir: Path) -> dict:
-    """The real-music section for ``encoders`` (label -> :class:`mt2.inference.Encoder`): a
-    JSON-ready dict (``skipped`` with the reason when the corpus is not there)."""
+def run_real(encoders: dict[str, object], settings: RealSettings, cache: FeatureCache, work_dir: Path,
+             externals: dict[str, object] | None = None) -> dict:
+    """The real-music section for ``encoders`` (label -> :class:`mt2.inference.Encoder`) and
+    ``externals`` (label -> :class:`~mt2.bench.features.ExternalExtractor`: identification and
+    retrieval on its ``default`` clip vector, no key): a JSON-ready dict (``skipped`` with the
+    reason when the corpus is not there)."""
     try:
         root, rows = read_manifest(settings.folder)
     except FileNotFoundError as error:
@@ -273,6 +277,10 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
         key_extractor = key_extractors[label] = EncoderKeyExtractor(label, encoder)
         keys[label] = _keys(extract(key_extractor, [Request("key")], key_clips, cache, settings.progress)[Request("key")])
         systems.append({"label": label, "weights_hash": extractor.weights_hash, "key": "encoder.key"})
+    for label, extractor in (externals or {}).items():
+        request = Request(EXTERNAL_READOUT)
+        vectors[label] = [f["clip"] if f else None for f in extract(extractor, [request], clips, cache, settings.progress)[request]]
+        systems.append({"label": label, "weights_hash": extractor.weights_hash, "key": "none (an external system)"})
     extras, extra_status = load_extras() if settings.extras else ({}, {"essentia": "not run", "madmom": "not run"})
     originals = [i for i, e in enumerate(key_set) if e.shift == 0]
     for name, extractor in extras.items():
