@@ -17,12 +17,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "paths", nargs="+", type=Path, metavar="PATH",
         help="audio files, or folders searched recursively for " + ", ".join(AUDIO_EXTENSIONS),
     )
-    parser.add_argument(
-        "--model", default="mt2",
-        help="shipped model name (mt2, contrastive, equivariant) or folder written by save_pretrained (default: mt2)",
-    )
+    from mt2.inference.checkpoint import SHIPPED_MODELS
     from mt2.inference.encoder import DEFAULT_BATCH_SIZE
 
+    parser.add_argument(
+        "--model", default="mt2",
+        help=f"shipped model name ({', '.join(SHIPPED_MODELS)}) or folder written by save_pretrained (default: mt2)",
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"4-s windows per forward pass (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
 
