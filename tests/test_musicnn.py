@@ -136,3 +136,25 @@ def test_checkpoint_reader_parts(tmp_path):
     (tmp_path / ".data-00000-of-00001").write_bytes(b"")
     with pytest.raises(musicnn_convert.CheckpointFormatError, match=r"\.index: not a TensorFlow checkpoint"):
         musicnn_convert.read_checkpoint(f"{tmp_path}/")
+
+
+def test_anchor_rows_compare_mt2_with_musicnn_per_task():
+    from mt2.bench.claims import assess_claims
+    from mt2.evaluation.stats import Ratio, resample_counts
+
+    label = "mt2.bench.musicnn:load_msd"
+    systems = [{"label": "mt2", "kind": "pretrained", "status": "ok", "roles": ["equivariant", "contrastive"]},
+               {"label": label, "kind": "external", "status": "ok", "roles": []}]
+    results = {"systems": systems, "config": {"layers": [-1]}, "datasets": {"corpus": {"cross_font": False}},
+               "tasks": {"key": {"level": "clip", "metrics": ["weighted"]}}}
+    paths = tuple(f"clip{i}" for i in range(40))
+    counts = resample_counts(len(paths), 200, 0)
+    right = np.arange(40) % 4 != 0  # MT2 right on 30 clips, musicnn on the 9 of them below 13
+    statistics = {("key", "corpus", ("mt2", "average", -1)): (paths, {"weighted": Ratio.mean(right)}, counts),
+                  ("key", "corpus", (label, "default", None)): (paths, {"weighted": Ratio.mean(right & (np.arange(40) < 13))}, counts)}
+    claims = {c["claim"]: c for c in assess_claims(results, statistics)}
+    msd = next(c for text, c in claims.items() if text.startswith("anchor, not a paper claim: MT2 vs musicnn MSD"))
+    assert msd["status"] == "held" and msd["comparisons"][0]["difference"][0] == pytest.approx(21 / 40)
+    assert msd["b"] == f"{label} (default)"
+    mtt = next(c for text, c in claims.items() if "musicnn MTT" in text)
+    assert mtt["status"] == "not tested"  # not in this run; never matched to the MSD system

@@ -16,6 +16,10 @@ values never decide. A claim's status counts its verdicts on the datasets' own t
 (cross-font test sets are listed, not counted): **held** when held on more than half of
 them, **not held** when reversed on more than half, else **undecided**; **not tested**
 when a side was not measured.
+
+**Anchors** are rows of the same kind that are no claim of the paper: they say where MT2
+stands against a model trained on real music (musicnn, :mod:`mt2.bench.musicnn`; its side
+is named by its exact ``--encoder`` label), and their text says so.
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ class Claim:
     levels: tuple[str, ...] = ("clip", "frame")
 
 
-#: The paper's claims and two sanity checks, in report order.
+#: The paper's claims, two sanity checks and the musicnn anchors, in report order.
 CLAIMS = (
     Claim("MT2 beats its equivariant-only variant", MT2, Side("equivariant", "pretrained", ("equivariant",))),
     Claim("MT2 beats its contrastive-only variant", MT2, Side("contrastive", "pretrained", ("contrastive",))),
@@ -83,6 +87,8 @@ CLAIMS = (
     Claim("MT2 beats the classical DSP baselines (sanity check)", MT2, Side(BASELINE)),
     Claim("the paper-sized MT2 (mt2-tiny, 5.9 M parameters) beats the shipped small one (mt2, 0.47 M)",
           Side("mt2-tiny"), MT2),
+    *(Claim(f"anchor, not a paper claim: MT2 vs musicnn {name} (pooled features; a tagger trained on real music)",
+            MT2, Side(f"mt2.bench.musicnn:load_{name.lower()}")) for name in ("MSD", "MTT")),
 )
 
 
