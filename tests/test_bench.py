@@ -454,7 +454,7 @@ def test_bench_flags_default_to_the_config_fields():
     """``mt2 bench`` with no flag builds the default BenchConfig: the CLI restates no default."""
     import dataclasses
 
-    from mt2.bench.runner import BenchConfig
+    from mt2.bench.config import BenchConfig
     from mt2.cli import build_parser
 
     args = vars(build_parser().parse_args(["bench"]))
@@ -492,7 +492,8 @@ def test_real_dataset_folder_runs_the_tasks_it_supports(tmp_path):
     baselines."""
     import soundfile as sf
 
-    from mt2.bench.runner import BenchConfig, run_benchmark
+    from mt2.bench.config import BenchConfig
+    from mt2.bench.runner import run_benchmark
 
     t = np.arange(4 * 16000) / 16000  # four seconds, as NSynth's notes
     for split in ("train", "valid", "test"):

@@ -25,7 +25,7 @@ from mt2.inference import (
     load,
     shipped_models,
 )
-from mt2.inference.encoder import cut_windows
+from mt2.inference.windows import cut_windows
 from tiny_encoder import chord, make_encoder, one_thread
 
 SR = 16000

@@ -1,4 +1,4 @@
-"""The speed levers of the Fourier basis (mt2.model.fourier.KernelOptions) change how, never what.
+"""The speed levers of the Fourier basis (mt2.model.pitch_class.KernelOptions) change how, never what.
 
 Every setting of the levers gives the outputs and gradients of today's implementation (all
 levers off) within float32 rounding, and of the dense reference (``pc_basis="dense"``, the
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mt2 import build_model
-from mt2.model.fourier import KERNELS, KernelOptions, fourier_linear, fourier_mlp, kernel_options, to_fourier, to_pitch_class
-from mt2.model.pitch_class import CirculantLinear, PitchClassMLP
+from mt2.model.fourier import fourier_linear, fourier_mlp, to_fourier, to_pitch_class
+from mt2.model.pitch_class import KERNELS, CirculantLinear, KernelOptions, PitchClassMLP, kernel_options
 from tiny_encoder import one_thread
 
 TOL = dict(atol=2e-5, rtol=2e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mt2.corpus.build import TRANSPOSITIONS
-from mt2.inference.encoder import KeyEstimate
+from mt2.inference.embedding import KeyEstimate
 from mt2.keys import MODES, key_name, signature_name, signature_of
 from mt2.study import transposition
 from mt2.study.transposition import transposition_consistency, transposition_pieces

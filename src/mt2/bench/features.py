@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from mt2.audio import AudioError, load_audio
-from mt2.inference.encoder import DEFAULT_BATCH_SIZE
+from mt2.inference.windows import DEFAULT_BATCH_SIZE
 
 #: Readout that asks an encoder for its zero-shot key instead of an embedding.
 ZERO_SHOT = "zero-shot"

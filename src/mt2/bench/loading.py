@@ -1,25 +1,21 @@
-"""The systems and the datasets of a benchmark run (:mod:`mt2.bench.runner`'s module docstring
-says what they are): ``--models`` and ``--encoder`` entries loaded, or the reason they are
-missing; ``--data`` read as the embedded corpus, a rendered corpus folder (with its
-cross-font test sets) or a folder of real datasets."""
+"""The systems and the datasets of a benchmark run (:class:`mt2.bench.config.BenchConfig`;
+:mod:`mt2.bench.runner`'s module docstring says what they are): ``--models`` and ``--encoder``
+entries loaded, or the reason they are missing; ``--data`` read as the embedded corpus, a
+rendered corpus folder (with its cross-font test sets) or a folder of real datasets."""
 from __future__ import annotations
 
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from mt2.bench.config import CORPUS, BenchConfig
 from mt2.bench.features import EXTERNAL_READOUT, ZERO_SHOT, EncoderExtractor, load_external
 from mt2.data.real import LOADERS, Example, load_dataset
 
-if TYPE_CHECKING:
-    from mt2.bench.runner import BenchConfig
-
 RANDOM_PREFIX = "random:"
-CORPUS = "corpus"
 
 
 @dataclass

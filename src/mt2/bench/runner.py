@@ -28,8 +28,6 @@ same resamples (:mod:`mt2.bench.claims`).
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import platform
 import sys
 import time
@@ -43,68 +41,16 @@ from tqdm import tqdm
 
 from mt2.bench import TASKS
 from mt2.bench.baselines import DSPExtractor
-from mt2.bench.features import EXTERNAL_READOUT, FRAME_READOUT, ZERO_SHOT, Clip, FeatureCache, Request, extract
 from mt2.bench.claims import BASELINE, assess_claims
+from mt2.bench.config import BenchConfig
+from mt2.bench.features import EXTERNAL_READOUT, FRAME_READOUT, ZERO_SHOT, Clip, FeatureCache, Request, extract
 from mt2.bench.key import zero_shot_estimates
-# the systems and datasets of a run; every name importable from here as before
-from mt2.bench.loading import (  # noqa: F401
-    CORPUS, RANDOM_PREFIX, Dataset, System, corpus_examples, load_datasets, load_systems, random_encoder,
-)
-from mt2.bench.probe import BATCH_SIZE, GRID, STEPS, evaluate_shared_probe
+from mt2.bench.loading import Dataset, System, load_datasets, load_systems
+from mt2.bench.probe import BATCH_SIZE, GRID, evaluate_shared_probe
 from mt2.bench.report import write_report
-from mt2.evaluation.stats import LEVEL, RESAMPLES, Mean, interval, resample_counts
 from mt2.bench.task import SPLITS, Task, TaskData
 from mt2.data.real import Example
-from mt2.inference import READOUTS
-from mt2.inference.encoder import DEFAULT_BATCH_SIZE
-
-#: The systems of a default run, in table order. A new shipped variant is one more name here
-#: (the ``masked`` variant's claim in :data:`mt2.bench.claims.CLAIMS` waits for it).
-DEFAULT_MODELS = ("mt2", "equivariant", "contrastive", "masked", "random:mt2")
-DEFAULT_SEEDS = (0, 1, 2)
-DEFAULT_READOUTS = (*READOUTS, ZERO_SHOT)
-
-
-def default_cache() -> Path:
-    """``$XDG_CACHE_HOME/mt2/bench`` (``~/.cache/mt2/bench``)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mt2" / "bench"
-
-
-@dataclass
-class BenchConfig:
-    """Everything a run depends on (written to results.json)."""
-
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    readouts: list[str] = field(default_factory=lambda: list(DEFAULT_READOUTS))
-    layers: list[int] = field(default_factory=lambda: [-1])
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    data: str = CORPUS
-    out: Path = Path("bench-results")
-    cache: Path | None = field(default_factory=default_cache)
-    encoders: list[str] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
-    probe_steps: int = STEPS
-    resamples: int = RESAMPLES
-    batch_size: int = DEFAULT_BATCH_SIZE
-    device: str | None = None
-    corpus_size: str = "small"
-    corpus_seed: int = 0
-    progress: bool = True
-    real: str | None = None  # a real-music corpus (mt2 corpus real): the real-recordings section (mt2.bench.real)
-    real_only: bool = False  # only that section, no corpus tasks
-
-    def __post_init__(self) -> None:
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
-        unknown = [r for r in self.readouts if r not in DEFAULT_READOUTS]
-        if unknown:
-            raise ValueError(f"unknown readouts {unknown}; known: {', '.join(DEFAULT_READOUTS)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds {self.seeds}: give one or more distinct probe seeds (three or more for a spread)")
-
-    def to_dict(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+from mt2.evaluation.stats import LEVEL, Mean, interval, resample_counts
 
 
 # ----------------------------------------------------------------------------- the run

@@ -18,7 +18,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="audio files, or folders searched recursively for " + ", ".join(AUDIO_EXTENSIONS),
     )
     from mt2.inference.checkpoint import SHIPPED_MODELS
-    from mt2.inference.encoder import DEFAULT_BATCH_SIZE
+    from mt2.inference.windows import DEFAULT_BATCH_SIZE
 
     parser.add_argument(
         "--model", default="mt2",

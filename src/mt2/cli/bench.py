@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mt2.bench.runner import DEFAULT_READOUTS, BenchConfig
+    from mt2.bench.config import DEFAULT_READOUTS, BenchConfig
     from mt2.corpus import SIZES
 
     default = _defaults(BenchConfig)
@@ -107,7 +107,8 @@ def _defaults(config_type) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mt2.bench.runner import BenchConfig, run_benchmark
+    from mt2.bench.config import BenchConfig
+    from mt2.bench.runner import run_benchmark
 
     if os.getcwd() not in sys.path:  # --encoder modules may live in the current folder
         sys.path.insert(0, os.getcwd())

@@ -15,20 +15,10 @@ windows; :mod:`mt2.inference.key_decision` how keys (and no key) are decided;
 :mod:`mt2.inference.checkpoint` the folder format (safetensors + JSON, never pickle).
 """
 from mt2.inference.checkpoint import SHIPPED_MODELS, CheckpointError, shipped_models
-from mt2.inference.encoder import (
-    MIN_TONALITY,
-    NO_KEY,
-    READOUTS,
-    SILENCE_DB,
-    Embedding,
-    Encoder,
-    KeyEstimate,
-    KeyStatistics,
-    Readout,
-    load,
-    to_model_rate,
-    tonality,
-)
+from mt2.inference.embedding import NO_KEY, READOUTS, Embedding, KeyEstimate, Readout
+from mt2.inference.encoder import Encoder, load
+from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB, KeyStatistics, tonality
+from mt2.inference.windows import to_model_rate
 
 __all__ = [
     "MIN_TONALITY", "NO_KEY", "READOUTS", "SHIPPED_MODELS", "SILENCE_DB", "CheckpointError", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "Readout",

@@ -55,17 +55,10 @@ from torch import nn
 from mt2.frontend import DEFAULT_BACKEND, DEFAULT_COMPRESSION, DEFAULT_OFFSET, HOP_LENGTH, MAX_OFFSET, N_BINS, SAMPLE_RATE, CQTFrontend
 from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
-from mt2.inference.embedding import NO_KEY, READOUTS, Embedding, KeyEstimate, Readout, check_readout, readouts_of
-from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB, KeyStatistics, decide_key, key_statistics, tonality
+from mt2.inference.embedding import Embedding, KeyEstimate, check_readout, readouts_of
+from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB, KeyStatistics, decide_key, key_statistics
 from mt2.inference.windows import DEFAULT_BATCH_SIZE, Rows, cut_windows, file_blocks, to_model_rate
 from mt2.model import ModelConfig, MT2Model
-
-#: Names importable from here as before the split (:mod:`mt2.inference.embedding`,
-#: :mod:`mt2.inference.windows`, :mod:`mt2.inference.key_decision`).
-__all__ = [
-    "DEFAULT_BATCH_SIZE", "MIN_TONALITY", "NO_KEY", "READOUTS", "SILENCE_DB", "Embedding", "Encoder", "KeyEstimate", "KeyStatistics", "ModelInput",
-    "Readout", "cut_windows", "load", "to_model_rate", "tonality",
-]
 
 
 #: Bin shifts whose group average the key path reads unless told otherwise (:attr:`Encoder.shifts`;

@@ -36,8 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-# KernelOptions and kernel_options: the speed levers, defined beside the layers and re-exported here
-from mt2.model.pitch_class import KERNELS, PITCH_CLASSES, CirculantLinear, KernelOptions, PitchClassLayerNorm, PitchClassMLP, kernel_options  # noqa: F401
+from mt2.model.pitch_class import KERNELS, PITCH_CLASSES, CirculantLinear, PitchClassLayerNorm, PitchClassMLP
 
 PAIRS = PITCH_CLASSES // 2
 SQRT12 = math.sqrt(PITCH_CLASSES)

@@ -28,7 +28,7 @@ import torch
 
 from mt2.data.views import SEGMENT_FRAMES
 from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, model_window
-from mt2.inference.encoder import DEFAULT_BATCH_SIZE, cut_windows
+from mt2.inference.windows import DEFAULT_BATCH_SIZE, cut_windows
 from mt2.perf.measure import best_times
 
 #: Largest differences allowed between the backends' model windows (window mean = 1).

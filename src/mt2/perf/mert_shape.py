@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mt2.inference.encoder import cut_windows
+from mt2.inference.windows import cut_windows
 
 MERT_SAMPLE_RATE = 24_000
 #: MERT's context: it was pretrained on 5-s crops.

@@ -36,7 +36,7 @@ from mt2.data.pretrain import magnitude_of
 from mt2.frontend import BACKENDS, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
 from mt2.model import count_parameters
 from mt2.model import MT2Model
-from mt2.model.fourier import kernel_options
+from mt2.model.pitch_class import kernel_options
 from mt2.perf.measure import best_time, best_times
 from mt2.perf.models import ModelSpec
 from mt2.training.config import PretrainConfig, load_config
@@ -133,7 +133,7 @@ STEP_TARGET_SECONDS, STEP_TARGET_BATCH = 3.0, 32
 class Lever:
     """One way to run the same training step, timed against :data:`TODAY` in the same rounds.
 
-    ``kernels``: :func:`mt2.model.fourier.kernel_options` (how, never what: ``drop_in``);
+    ``kernels``: :func:`mt2.model.pitch_class.kernel_options` (how, never what: ``drop_in``);
     ``bf16``: CPU autocast to bfloat16 (mixed precision: rounding changes, so a choice for
     the run, ``precision: bf16-mixed``); ``compile``: ``torch.compile`` of every block;
     ``sdpa``: the ``scaled_dot_product_attention`` backend (``torch.nn.attention.SDPBackend``
@@ -179,7 +179,7 @@ def training_levers(compile_model: bool = False) -> list[Lever]:
         Lever("sliced GELU", "the MLP's pitch-class GELU round trip in cache-sized slices (float32)", {**TODAY_KERNELS, "sliced_gelu": True}),
         Lever("pair 0 unpadded", "frequencies 0 and 6 as two real blocks, not one padded 2c' x 2c block", {**TODAY_KERNELS, "split_pair0": True}),
         Lever("SDPA math", "scaled_dot_product_attention through its math backend instead of the flash kernel", dict(TODAY_KERNELS), sdpa="MATH"),
-        Lever("defaults", "the kernel levers as shipped (mt2.model.fourier.KernelOptions defaults)"),
+        Lever("defaults", "the kernel levers as shipped (mt2.model.pitch_class.KernelOptions defaults)"),
         Lever("bf16, flash attention", "bf16 autocast on CPU (precision: bf16-mixed), attention through the flash kernel", {"bf16_math_attention": False}, bf16=True),
         Lever("bf16", "bf16 autocast on CPU (precision: bf16-mixed), shipped kernel defaults (attention through the math backend)", bf16=True),
         Lever("2 fpt", "2 frames per token (half the tokens)", overrides={"frames_per_token": 2}),

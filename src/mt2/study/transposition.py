@@ -87,7 +87,7 @@ def transposition_consistency(
 
     Args:
         encoder: anything with ``key(audio, sample_rate)`` returning a
-            :class:`~mt2.inference.encoder.KeyEstimate` (an :class:`~mt2.inference.Encoder`
+            :class:`~mt2.inference.embedding.KeyEstimate` (an :class:`~mt2.inference.Encoder`
             with a calibration, as :func:`mt2.load` returns).
         pieces: how many pieces (:func:`transposition_pieces`).
         seed: draws the pieces; the result is the same for the same seed.
