@@ -156,9 +156,10 @@ def moved_right(estimates: list[str | None], pairs) -> list[bool]:
     return [estimates[j] is not None and estimates[j] == _moved(estimates[o], n) for o, j, n in pairs]
 
 
-def essentia_key_estimator():
-    """essentia's ``KeyExtractor(profileType='edma')``: ``(estimate, version)`` where
-    ``estimate(audio)`` takes mono audio at :data:`REFERENCE_RATE` and returns a key name.
+def essentia_key_estimator(profile: str = "edma"):
+    """essentia's ``KeyExtractor(profileType=profile)`` (``edma``: the reference here; the
+    benchmark's key rows also read ``bgate``): ``(estimate, version)`` where ``estimate(audio)``
+    takes mono audio at :data:`REFERENCE_RATE` and returns a key name.
 
     Raises:
         ImportError: essentia is not installed (``pip install essentia``, the ``[real]`` extra).
@@ -167,13 +168,13 @@ def essentia_key_estimator():
     import essentia.standard as es
 
     essentia.log.infoActive = False
-    extractor = es.KeyExtractor(profileType="edma", sampleRate=REFERENCE_RATE)
+    extractor = es.KeyExtractor(profileType=profile, sampleRate=REFERENCE_RATE)
 
     def estimate(audio: np.ndarray) -> str:
         key, scale, _ = extractor(np.ascontiguousarray(audio, dtype=np.float32))
         return key_name(pitch_class_of(key), "minor" if scale == "minor" else "major")
 
-    return estimate, f"essentia-{essentia.__version__}-edma"
+    return estimate, f"essentia-{essentia.__version__}-{profile}"
 
 
 def import_madmom():
