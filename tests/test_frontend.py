@@ -94,3 +94,16 @@ def test_window_is_model_window_at_the_frontends_offset_and_compression():
     assert not torch.allclose(window, CQTFrontend().window(magnitude, 40))  # offset 7, sqrt
     torch.testing.assert_close(window.mean(dim=(1, 2)), torch.ones(2))
     assert CQTFrontend().offset == DEFAULT_OFFSET and frontend.window(magnitude).shape[-1] == magnitude.shape[-1]
+
+
+def test_one_window_length_for_the_model_the_views_and_the_measures():
+    """126 frames of 512 samples at 16 kHz, defined once in mt2.frontend and read by the model's
+    positions, the training views and the GPU check (no copied literals)."""
+    from mt2.data.views import ViewConfig
+    from mt2.frontend import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SECONDS
+    from mt2.model import ModelConfig
+    from mt2.perf import gpu
+
+    assert (WINDOW_FRAMES, WINDOW_SECONDS) == (126, 126 * HOP_LENGTH / SAMPLE_RATE)
+    assert ModelConfig().max_tokens == ViewConfig().segment_frames == WINDOW_FRAMES
+    assert gpu.WINDOW_SECONDS is WINDOW_SECONDS

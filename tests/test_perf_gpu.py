@@ -31,3 +31,12 @@ def test_the_gpu_check_runs_on_cpu_and_writes_json_and_markdown(tmp_path):
 
 def test_shapes_are_parsed():
     assert gpu._shapes("1x32,4x128") == ((1, 32), (4, 128))
+
+
+def test_timings_are_torch_benchmark_medians_of_the_call():
+    """``_timed`` is ``torch.utils.benchmark.Timer.blocked_autorange``: a call that sleeps 10 ms
+    times at 10 ms, within 50 % (a sleep overshoots on a loaded machine, never undershoots)."""
+    import time
+
+    timing = gpu._timed(lambda: time.sleep(0.01), warmup=1, budget=0.3)
+    assert 0.01 <= timing["seconds"] < 0.015 and timing["calls"] >= 5 and timing["warmup_seconds"] >= 0.01

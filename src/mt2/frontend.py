@@ -20,6 +20,10 @@ N_BINS = 99
 MIDI_OF_BIN0 = 21
 WINDOW_BINS = 84
 MAX_OFFSET = N_BINS - WINDOW_BINS  # 15
+#: Frames of one model window (a training segment, an inference window): 126 hops of 512
+#: samples at 16 kHz, :data:`WINDOW_SECONDS` = 4.03 s.
+WINDOW_FRAMES = 126
+WINDOW_SECONDS = WINDOW_FRAMES * HOP_LENGTH / SAMPLE_RATE
 DEFAULT_OFFSET = 7  # inference window: bins 7..90 = MIDI 28..111
 COMPRESSIONS = ("linear", "sqrt", "log")
 #: The magnitude compression of the model input unless told otherwise: the recipe study's

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mt2.frontend import WINDOW_BINS
+from mt2.frontend import WINDOW_BINS, WINDOW_FRAMES
 
 LAYOUTS = ("plain", "pitch-class")
 PC_BASES = ("fourier", "dense")
@@ -41,13 +41,21 @@ class ModelConfig:
       ``fourier`` (real Fourier basis of the 12 axis, about 6x fewer multiply-adds) or
       ``dense`` (every roll-commuting map as its dense expansion; the reference). Both give
       the same outputs from the same weights (:mod:`mt2.model.layout`).
+
+    ``max_tokens`` counts **CQT frames**, not tokens: the longest input that the learned
+    positions cover (default :data:`mt2.frontend.WINDOW_FRAMES`, one 4-s window). The model
+    learns ``max_tokens // frames_per_token`` positions (31 at 4 frames per token) and
+    interpolates them for other lengths; the encoder's window is the longest run of whole
+    tokens inside ``max_tokens`` frames. The field keeps its name because every saved
+    ``config.json`` (the shipped weights' included) stores it under that key, and a folder
+    with an unknown key is refused: a rename would break every saved model folder.
     """
 
     layout: str = "pitch-class"
     roles: tuple[str, ...] = VARIANTS["mt2"]
     input_bins: int = WINDOW_BINS
     frames_per_token: int = 4
-    max_tokens: int = 126  # learned positions (4 s at 31.25 frames/s); interpolated otherwise
+    max_tokens: int = WINDOW_FRAMES  # frames, not tokens (see above)
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0

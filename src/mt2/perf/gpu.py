@@ -33,37 +33,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.benchmark import Timer, timer
+
+from mt2.frontend import N_BINS, SAMPLE_RATE, WINDOW_BINS, WINDOW_FRAMES, WINDOW_SECONDS
 
 #: The shapes timed: (frames per token, batch of tracks).
 TRAINING_SHAPES = ((1, 32), (1, 128), (4, 32), (4, 128))
 EMBED_BATCH = 64
-WINDOW_SECONDS = 126 * 512 / 16000
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def _timed(work, device: torch.device, warmup: int, budget: float, max_steps: int) -> dict:
-    """Run ``work`` ``warmup`` times, then as often as ``budget`` seconds allow (1 to
-    ``max_steps``); the median seconds per call."""
-    start = time.perf_counter()
+def _timed(work, warmup: int, budget: float) -> dict:
+    """Run ``work`` ``warmup`` times, then time it with ``torch.utils.benchmark.Timer``
+    (``blocked_autorange`` for what is left of ``budget`` seconds, at least one block; the
+    accelerator is synchronised around each block, at torch's thread count): the median
+    seconds per call, the calls timed and the seconds of warm-up."""
+    start = timer()
     for _ in range(warmup):
         work()
-    _sync(device)
-    warm = time.perf_counter() - start
-    times = []
-    while len(times) < max_steps and (not times or sum(times) + warm < budget):
-        t = time.perf_counter()
-        work()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return {"seconds": float(np.median(times)), "calls": len(times), "warmup_seconds": warm}
+    warm = timer() - start
+    measured = Timer("work()", globals={"work": work}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=max(budget - warm, 0.0))
+    return {"seconds": float(measured.median), "calls": measured.number_per_run * len(measured.raw_times), "warmup_seconds": warm}
 
 
 def _views(batch: int, device: torch.device, seed: int = 0):
@@ -71,7 +65,7 @@ def _views(batch: int, device: torch.device, seed: int = 0):
     from mt2.training.config import load_config
 
     generator = np.random.default_rng(seed)
-    clips = [generator.random((99, 400)).astype(np.float32) ** 2 for _ in range(8)]
+    clips = [generator.random((N_BINS, 400)).astype(np.float32) ** 2 for _ in range(8)]
     views = sample_views([clips[i] for i in generator.integers(8, size=batch)], load_config("mt2-tiny").view_config(), generator)
     return Views(*(t.to(device) for t in (views.a, views.b, views.c, views.shift, views.offset)))
 
@@ -103,7 +97,7 @@ def training_rows(
                 with _autocast(device, bf16):
                     train_step(model, views, optimizer, schedule, config)
 
-            timing = _timed(step, device, warmup=warmup, budget=budget / len(settings), max_steps=50)
+            timing = _timed(step, warmup=warmup, budget=budget / len(settings))
             row.update(timing, steps_per_second=1 / timing["seconds"], tracks_per_second=batch / timing["seconds"])
         except torch.cuda.OutOfMemoryError:
             row["error"] = "out of memory"
@@ -127,18 +121,18 @@ def embedding_rows(
     rows = []
     for fpt in (1, 4):
         model = build_model(preset, "mt2", frames_per_token=fpt).to(device).eval()
-        windows = torch.rand(batch, 84, 126, device=device)
+        windows = torch.rand(batch, WINDOW_BINS, WINDOW_FRAMES, device=device)
         for bf16 in (True, False):
             def forward() -> None:
                 with torch.inference_mode(), _autocast(device, bf16):
                     model(windows)
 
-            timing = _timed(forward, device, warmup=warmup, budget=budget / 8, max_steps=200)
+            timing = _timed(forward, warmup=warmup, budget=budget / 8)
             rows.append({
                 "what": f"model forward, {batch} windows of 4 s", "frames_per_token": fpt, "precision": "bf16" if bf16 else "float32",
                 **timing, "realtime": batch * WINDOW_SECONDS / timing["seconds"],
             })
-    audio = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1
+    audio = np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32) * 0.1
     encoder_rate = build_model(preset, "mt2").config.frames_per_token
     for backend in BACKENDS:
         row = {"what": f"Encoder.embed, {seconds:g} s, {backend} CQT", "frames_per_token": encoder_rate, "precision": "float32"}
@@ -146,7 +140,7 @@ def embedding_rows(
             encoder = Encoder(build_model(preset, "mt2"))
             encoder.frontend = CQTFrontend(compression=encoder.compression, backend=backend)
             encoder = encoder.to(device)
-            timing = _timed(lambda: encoder.embed(audio, 16000), device, warmup=1, budget=budget / 8, max_steps=20)
+            timing = _timed(lambda: encoder.embed(audio, SAMPLE_RATE), warmup=1, budget=budget / 8)
             row.update(timing, realtime=seconds / timing["seconds"])
         except Exception as error:  # a backend that does not run on this device is reported, not fatal
             row["error"] = f"{type(error).__name__}: {error}"[:200]
