@@ -54,3 +54,26 @@ def test_missing_estimator_is_a_missing_system(monkeypatch):
     assert system.extractor is None and "[real]" in system.error and system.summary()["status"] == "missing"
     with pytest.raises(ValueError, match="known: essentia-edma"):
         key_estimators.load_key_estimators(["qm-key"])
+
+
+
+def test_bench_adds_zero_shot_key_rows_read_on_the_key_test_clips_only(tmp_path, monkeypatch):
+    """``mt2 bench --key-estimators`` on the tiny corpus: one zero-shot key row per estimator, on the test split only."""
+    from mt2.bench import runner
+    from mt2.bench.config import KEY_ESTIMATORS, BenchConfig
+    from mt2.corpus import render_corpus
+
+    assert KEY_ESTIMATORS == tuple(key_estimators.ESTIMATORS)
+    clips = []  # the clips the stand-in estimator reads
+    stand_in = ("stand-in (always C major)", lambda: ((lambda audio: clips.append(len(audio)) or "C major"), "fixed-1"))
+    monkeypatch.setitem(key_estimators.ESTIMATORS, "essentia-edma", stand_in)
+    corpus = render_corpus(tmp_path / "corpus", size="tiny", seed=11).parent
+    config = BenchConfig(models=[], tasks=["key"], data=str(corpus), out=tmp_path / "out", cache=tmp_path / "cache", seeds=[0],
+                         resamples=50, probe_steps=20, key_estimators=["essentia-edma"], progress=False)
+    results = runner.run_benchmark(config)
+    rows = [e for e in results["results"] if e["system"] == stand_in[0]]
+    assert [(r["task"], r["readout"], r["kind"]) for r in rows] == [("key", "zero-shot", "zero-shot")]
+    assert len(clips) == rows[0]["counts"]["test"] > 0  # the key test clips alone
+    assert "--key-estimators essentia-edma" in (tmp_path / "out" / "results.md").read_text()
+    with pytest.raises(ValueError, match="unknown key estimators"):
+        BenchConfig(key_estimators=["qm-key"])

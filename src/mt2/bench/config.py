@@ -23,6 +23,8 @@ CORPUS = "corpus"
 DEFAULT_MODELS = ("mt2", "equivariant", "contrastive", "masked", "random:mt2")
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_READOUTS = (*READOUTS, ZERO_SHOT)
+#: The field's key estimators a run can add as zero-shot key rows (:mod:`mt2.bench.key_estimators`).
+KEY_ESTIMATORS = ("essentia-edma", "essentia-bgate", "madmom")
 
 
 def default_cache() -> Path:
@@ -52,6 +54,7 @@ class BenchConfig:
     progress: bool = True
     real: str | None = None  # a real-music corpus (mt2 corpus real): the real-recordings section (mt2.bench.real)
     real_only: bool = False  # only that section, no corpus tasks
+    key_estimators: list[str] = field(default_factory=list)  # zero-shot key rows of KEY_ESTIMATORS (mt2.bench.key_estimators)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -60,6 +63,9 @@ class BenchConfig:
         unknown = [r for r in self.readouts if r not in DEFAULT_READOUTS]
         if unknown:
             raise ValueError(f"unknown readouts {unknown}; known: {', '.join(DEFAULT_READOUTS)}")
+        unknown = [k for k in self.key_estimators if k not in KEY_ESTIMATORS]
+        if unknown:
+            raise ValueError(f"unknown key estimators {unknown}; known: {', '.join(KEY_ESTIMATORS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {self.seeds}: give one or more distinct probe seeds (three or more for a spread)")
 

@@ -145,8 +145,10 @@ def reproduce(results: dict) -> str:
         render = f"`mt2 corpus render {config['data']} --size {corpus['size']} --seed {corpus['seed']}` then " if corpus else ""
         data = config["data"]
     real = (f" --real {config['real']}" + (" --real-only" if config.get("real_only") else "")) if config.get("real") else ""
+    extra = "".join(f" --encoder {spec}" for spec in config.get("encoders", []))
+    extra += f" --key-estimators {' '.join(config['key_estimators'])}" if config.get("key_estimators") else ""
     return (f"{render}`mt2 bench --data {data} --out {config['out']} --models {models} --seeds "
-            f"{' '.join(map(str, results['seeds']['probe']))}{real}` (features cached per model and clip list).")
+            f"{' '.join(map(str, results['seeds']['probe']))}{extra}{real}` (features cached per model and clip list).")
 
 
 def render_markdown(results: dict) -> str:

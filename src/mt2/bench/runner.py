@@ -4,6 +4,9 @@
 :func:`mt2.load`; ``random:SPEC`` is the network of ``SPEC`` rebuilt by
 :func:`mt2.build_model` from its config with random weights (seeded, same frontend, no
 calibration). ``--encoder`` entries are other models (:func:`~mt2.bench.features.load_external`).
+``key_estimators`` (``--key-estimators``) adds the field's key estimators as zero-shot systems
+of the key task, read on its test clips only (:mod:`mt2.bench.key_estimators`). External
+systems also enter the real-recordings section (identification, retrieval).
 A system that cannot be loaded is reported as missing, with the reason, and the run goes on.
 
 **Readouts.** Every requested readout the model offers (``equivariant``, ``contrastive``,
@@ -45,6 +48,7 @@ from mt2.bench.claims import BASELINE, assess_claims
 from mt2.bench.config import BenchConfig
 from mt2.bench.features import EXTERNAL_READOUT, FRAME_READOUT, ZERO_SHOT, Clip, FeatureCache, Request, extract
 from mt2.bench.key import zero_shot_estimates
+from mt2.bench.key_estimators import load_key_estimators
 from mt2.bench.loading import Dataset, System, load_datasets, load_systems
 from mt2.bench.probe import BATCH_SIZE, GRID, evaluate_shared_probe
 from mt2.bench.report import write_report
@@ -145,7 +149,7 @@ def run_benchmark(config: BenchConfig) -> dict:
     tasks = [TASKS[name] for name in config.tasks]
     cache = FeatureCache(config.cache)
     datasets = [] if config.real_only else load_datasets(config)
-    systems = load_systems(config)
+    systems = load_systems(config) + load_key_estimators(config.key_estimators)
     for system in systems:
         if system.error:
             print(f"missing model {system.label}: {system.error}", file=sys.stderr)
@@ -206,8 +210,9 @@ def _real_section(systems: list[System], config: BenchConfig, cache: FeatureCach
 
     tick = time.perf_counter()
     encoders = {s.label: s.extractor.encoder for s in systems if not s.error and s.kind == "pretrained"}
+    externals = {s.label: s.extractor for s in systems if not s.error and s.kind == "external"}
     settings = RealSettings(config.real, list(config.seeds), config.resamples, config.probe_steps, progress=config.progress)
-    section = run_real(encoders, settings, cache, Path(config.cache or config.out))
+    section = run_real(encoders, settings, cache, Path(config.cache or config.out), externals)
     section["seconds"] = time.perf_counter() - tick
     return section
 
@@ -275,9 +280,14 @@ def _evaluate_system(system: System, dataset: str, plan: _Plan, cache: FeatureCa
     outcomes = []
     requests = [Request(r, -1 if layer is None else layer) for layer in system.layers for r in system.readouts if r != ZERO_SHOT]
     zero_shot = ZERO_SHOT in system.readouts and "key" in plan.selections
-    # one extraction per clip for every readout, the zero-shot key included (from the same pass)
-    features = extract(system.extractor, requests + [Request(ZERO_SHOT)] * zero_shot, plan.clips, cache, config.progress)
-    paths = [clip.path for clip in plan.clips]
+    # one extraction per clip for every readout, the zero-shot key included (from the same pass); a zero-shot-only
+    # system (a key estimator) reads the key test clips alone
+    clips = plan.clips
+    if not requests and zero_shot:
+        tested = {e.path for e in plan.selections["key"] if e.split == "test"} | {e.path for sets in plan.cross.values() for e in sets.get("key", [])}
+        clips = [clip for clip in plan.clips if clip.path in tested]
+    features = extract(system.extractor, requests + [Request(ZERO_SHOT)] * zero_shot, clips, cache, config.progress)
+    paths = [clip.path for clip in clips]
     jobs = [(request, TASKS[name]) for request in requests for name in plan.selections
             if TASKS[name].level == "clip" or request.readout in (FRAME_READOUT, EXTERNAL_READOUT)]
     groups: dict[tuple, list[Task]] = {}  # tasks sharing a probe (tempo, beats) are one job: one fit per seed

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mt2.bench.config import DEFAULT_READOUTS, BenchConfig
+    from mt2.bench.config import DEFAULT_READOUTS, KEY_ESTIMATORS, BenchConfig
     from mt2.corpus import SIZES
 
     default = _defaults(BenchConfig)
@@ -95,6 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "followed, no-key rate, agreement with essentia and madmom where installed); skipped with a "
                         "message when DIR holds no corpus")
     parser.add_argument("--real-only", action="store_true", help="with --real: only the real-recordings section (no corpus tasks)")
+    parser.add_argument(
+        "--key-estimators", nargs="+", default=default["key_estimators"], choices=KEY_ESTIMATORS, metavar="ESTIMATOR",
+        help="the field's key estimators as zero-shot rows of the key task, on its test clips at 44.1 kHz: "
+        f"{', '.join(KEY_ESTIMATORS)} (the [real] extra; madmom takes about 3 s per 12-s clip) (default: none)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.set_defaults(func=run)
 
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             cache=None if args.no_cache else args.cache, encoders=args.encoders, seeds=args.seeds,
             probe_steps=args.probe_steps, resamples=args.resamples, batch_size=args.batch_size, device=args.device,
             corpus_size=args.corpus_size, corpus_seed=args.corpus_seed, real=args.real, real_only=args.real_only,
+            key_estimators=args.key_estimators,
         )
         results = run_benchmark(config)
     except (ValueError, FileNotFoundError) as error:
