@@ -158,3 +158,23 @@ def test_anchor_rows_compare_mt2_with_musicnn_per_task():
     assert msd["b"] == f"{label} (default)"
     mtt = next(c for text, c in claims.items() if "musicnn MTT" in text)
     assert mtt["status"] == "not tested"  # not in this run; never matched to the MSD system
+
+
+def test_anchors_extra_never_pulls_tensorflow():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def requirements(extra: str) -> set[str]:
+        out = set()
+        for requirement in extras[extra]:
+            if requirement.startswith("mt2-mir["):
+                for inner in requirement[len("mt2-mir["):-1].split(","):
+                    out |= requirements(inner)
+            else:
+                out.add(requirement.lower())
+        return out
+
+    pulled = requirements("anchors")
+    assert "librosa>=0.10" in pulled and not [r for r in pulled if "tensorflow" in r or "musicnn" in r or "keras" in r]
+    assert "anchors" in extras["all"][0]
