@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import nn
 
-from mt2.frontend import COMPRESSIONS, MAX_OFFSET
+from mt2.frontend import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_OFFSET, MAX_OFFSET
 from mt2.inference.calibration import Calibration
 from mt2.model import ModelConfig, MT2Model
 
@@ -66,10 +67,15 @@ def write_checkpoint(
 ) -> Path:
     """Write a model folder (created if needed): ``model.safetensors`` + ``config.json``.
 
-    ``frontend`` is ``{"compression", "offset"}`` of the model input; ``training`` a free record.
-    ``storage`` (:data:`STORAGE_DTYPES`) is the dtype of the stored floating tensors: ``float16``
-    halves the file (the shipped ``mt2-tiny``); reading casts back to the model's float32, so a
-    folder reads the same either way (``training.weights_storage`` says so when it is not float32).
+    ``frontend`` is ``{"compression", "offset"}`` of the model input (None: the frontend's
+    defaults, :data:`~mt2.frontend.DEFAULT_COMPRESSION` and :data:`~mt2.frontend.DEFAULT_OFFSET`);
+    ``training`` a free record. ``storage`` (:data:`STORAGE_DTYPES`) is the dtype of the stored
+    floating tensors: ``float16`` halves the file (the shipped ``mt2-tiny``); reading casts back
+    to the model's float32, so a folder reads the same either way (``training.weights_storage``
+    says so when it is not float32).
+
+    Both files are written under temporary names in the folder and flushed to disk before
+    either is renamed over the old one, so a write that fails leaves the previous files whole.
     """
     if storage not in STORAGE_DTYPES:
         raise ValueError(f"storage={storage!r} is not one of {tuple(STORAGE_DTYPES)}")
@@ -82,19 +88,40 @@ def write_checkpoint(
         tensors |= {PROBE_PREFIX + name: value for name, value in mode_probe.state_dict().items()}
     dtype = STORAGE_DTYPES[storage]
     stored = {name: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous() for name, value in tensors.items()}
-    save_file(stored, folder / WEIGHTS_FILE, metadata={"format": "pt"})
     config = {
         "format": FORMAT,
         "model": model.config.to_dict(),
-        "frontend": dict(frontend),
+        "frontend": {"compression": DEFAULT_COMPRESSION, "offset": DEFAULT_OFFSET} if frontend is None else dict(frontend),
         "calibration": None if calibration is None else calibration.to_dict(),
         "mode_probe": None if mode_probe is None else MODE_PROBE_INFO,
         "mt2_version": __version__,
         "training": {k: v for k, v in (training or {}).items() if k != "weights_storage"} | (
             {} if storage == "float32" else {"weights_storage": storage}),
     }
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    text = json.dumps(config, indent=2) + "\n"
+    _replace_files({
+        folder / WEIGHTS_FILE: lambda path: save_file(stored, path, metadata={"format": "pt"}),
+        folder / CONFIG_FILE: lambda path: path.write_text(text),
+    })
     return folder
+
+
+def _replace_files(writers: dict[Path, Callable[[Path], object]]) -> None:
+    """Each ``write(temporary)`` into a temporary file beside its path, flushed to disk; only
+    when every one is written are they renamed over their paths. If a write fails, the
+    temporary files are removed and the old files stay as they were."""
+    temporaries = {}
+    try:
+        for path, write in writers.items():
+            temporaries[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # created with the usual permissions
+            write(temporaries[path])
+            with temporaries[path].open("rb+") as stream:
+                os.fsync(stream.fileno())
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    finally:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
 
 
 def read_checkpoint(folder: str | os.PathLike | Traversable) -> dict:
@@ -182,7 +209,10 @@ def _is_int(value) -> bool:
 
 
 def _check_fields(data: dict, cls, name: str, fault, required: tuple[str, ...] | None = None) -> None:
-    """Every field of dataclass ``cls`` in ``data`` (or only ``required``), each of its default's type."""
+    """Every field of dataclass ``cls`` in ``data`` (or only ``required``), each of its default's type.
+
+    By hand: the core install has no schema library (neither pydantic nor jsonschema is a
+    dependency), and the checks are JSON's (a bool is no int, an int is a float, a list a tuple)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
