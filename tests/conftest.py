@@ -9,6 +9,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import write_synthetic_corpus  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Every test leaves torch's intra-op thread count as it found it (tests and the commands
+    they run call ``torch.set_num_threads``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory):
     """``(root, manifest rows, CQT cache)`` of the synthetic scale-and-cadence corpus."""
