@@ -1,4 +1,4 @@
-"""The debug ladder of DESIGN.md section 3, each step a test:
+"""The debug ladder of docs/design.md section 3, each step a test:
 (1) a fixed oracle in the CPSD loss gives a value far below the trivial floor on real batches
 (checks views, crops and sign); (2) a tiny model equivariant by construction reaches it."""
 import json

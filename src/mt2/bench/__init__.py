@@ -1,4 +1,4 @@
-"""The linear-probe benchmark (``mt2 bench``; DESIGN.md section 5).
+"""The linear-probe benchmark (``mt2 bench``; docs/design.md section 6).
 
 Frozen encoders are read through the public inference API only; one linear layer per task
 is trained on their features once per probe seed, selected on the validation split and

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-#: Readouts of :meth:`~mt2.inference.Encoder.embed` (DESIGN.md section 2).
+#: Readouts of :meth:`~mt2.inference.Encoder.embed` (docs/design.md section 2).
 READOUTS = ("equivariant", "contrastive", "average", "concat", "frames")
 
 #: The key label of an input without a key (silence, noise): mir_eval's "uncategorised" key.

@@ -8,7 +8,7 @@ Every clip is read from its audio file and goes to the model through the Encoder
 measures are the arrays ``mt2 key`` and ``mt2 embed`` feed the model, each window's CQT computed
 from its own samples.
 
-Metrics of :func:`evaluate` (DESIGN.md section 3, issue "recipe study"):
+Metrics of :func:`evaluate` (docs/design.md section 6, issue "recipe study"):
 
 * ``equivariance``: share of clips whose argmax moves by the transposition (window cut
   ``k`` bins higher -> argmax ``k`` lower);
