@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mt2.fast_cqt import FastCQT2010v2, fft_decimate
-from mt2.frontend import CQTFrontend
-from mt2.perf.cqt_check import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, WINDOW_SECONDS, compare_backends
+from mt2.frontend import WINDOW_SECONDS, CQTFrontend
+from mt2.perf.cqt_check import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, compare_backends
 from mt2.perf.signals import harmonic_tone
 
 

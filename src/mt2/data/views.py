@@ -14,14 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mt2.frontend import DEFAULT_COMPRESSION, MAX_OFFSET, model_window
-
-SEGMENT_FRAMES = 126  # 4 s at 31.25 frames per second
+from mt2.frontend import DEFAULT_COMPRESSION, MAX_OFFSET, WINDOW_FRAMES, model_window
 
 
 @dataclass
 class ViewConfig:
-    segment_frames: int = SEGMENT_FRAMES
+    segment_frames: int = WINDOW_FRAMES
     compression: str = DEFAULT_COMPRESSION
     augment: bool = True
     eq_db: float = 6.0  # peak of a random smooth spectral tilt/bump, in dB

@@ -26,16 +26,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mt2.data.views import SEGMENT_FRAMES
-from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend, model_window
+from mt2.frontend import DEFAULT_OFFSET, HOP_LENGTH, WINDOW_FRAMES, WINDOW_SECONDS, CQTFrontend, model_window
 from mt2.inference.windows import DEFAULT_BATCH_SIZE, cut_windows
 from mt2.perf.measure import best_times
 
 #: Largest differences allowed between the backends' model windows (window mean = 1).
 TOLERANCE_MAX_ABS = 0.06
 TOLERANCE_MEAN_ABS = 5e-3
-WINDOW_SAMPLES = SEGMENT_FRAMES * HOP_LENGTH
-WINDOW_SECONDS = WINDOW_SAMPLES / SAMPLE_RATE
+WINDOW_SAMPLES = WINDOW_FRAMES * HOP_LENGTH
 SIGNIFICANT = 0.01
 
 
@@ -45,7 +43,7 @@ def model_windows(magnitude: Callable[[torch.Tensor], torch.Tensor], audio: np.n
     with torch.inference_mode():
         for windows, _ in cut_windows([audio], WINDOW_SAMPLES, batch_size):
             spectrum = magnitude(torch.from_numpy(windows)).float()
-            batches.append(model_window(spectrum[..., :SEGMENT_FRAMES], DEFAULT_OFFSET))
+            batches.append(model_window(spectrum[..., :WINDOW_FRAMES], DEFAULT_OFFSET))
     return torch.cat(batches)
 
 
