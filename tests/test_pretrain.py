@@ -283,6 +283,49 @@ def test_cached_batches_are_deterministic_resumable_and_worker_independent(synth
     assert not torch.equal(other_rank.views.a, first[0].views.a)
 
 
+def test_wsd_is_constant_then_decays_over_its_last_fraction():
+    factors = [lr_factor(step, 100, 10, "wsd", 0.2) for step in range(101)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10:80] == [1.0] * 70 and factors[80] == 1.0 and factors[100] == 0.0
+    assert factors[81:100] == pytest.approx([1 - ((s - 80) / 20) ** 0.5 for s in range(81, 100)])
+    # a longer run is the same run until its own decay starts: budgets branch off it
+    longer = [lr_factor(step, 400, 10, "wsd", 0.2) for step in range(81)]
+    assert longer == factors[:80] + [1.0]
+    with pytest.raises(ValueError, match="need schedule: wsd"):
+        PretrainConfig(budgets=[100], max_steps=200)
+    with pytest.raises(ValueError, match="max_steps"):
+        PretrainConfig(schedule="wsd", budgets=[300], max_steps=200)
+
+
+@pytest.mark.slow
+def test_a_budget_branched_off_a_wsd_run_sees_its_batches_then_decays(synthetic_corpus, tmp_path):
+    """The branch at budget 8 of a 16-step wsd run (decay_fraction 0.25): resumed from the run's
+    checkpoint at step 6, it has the run's losses up to there (same batches, same weights) and
+    then the decay's learning rates, ending at 0; the long run keeps its constant rate."""
+    import csv
+
+    root, _, _ = synthetic_corpus
+    config = tiny_yaml(tmp_path, schedule="wsd", decay_fraction=0.25, budgets=[8], warmup=2, probe_every=0,
+                       checkpoint_every=4)
+    run, branch = tmp_path / "run", tmp_path / "branch-8"
+    common = ["--cache-dir", str(root / "cache"), "--threads", "1", "--no-progress"]
+    assert main(["pretrain", "--data", str(root), "--config", str(config), "--max-steps", "16", "--out", str(run), *common]) == 0
+    assert state_of(run / "branch-8.ckpt")[0] == 6
+    assert main(["pretrain", "--branch", str(run), "--budget", "8", "--out", str(branch), *common]) == 0
+    rows = lambda folder: {int(r["step"]): r for r in csv.DictReader(open(folder / "metrics.csv")) if r.get("lr")}  # noqa: E731
+    long, short = rows(run), rows(branch)
+    assert state_of(branch / "last.ckpt")[0] == 8
+    assert sorted(short) == [6, 7]
+    for step in (6, 7):  # the metrics row of step s logs the rate of step s (0-based)
+        assert float(short[step]["lr"]) == pytest.approx(1e-3 * lr_factor(step, 8, 2, "wsd", 0.25))
+        assert float(long[step]["lr"]) == pytest.approx(1e-3)
+    assert float(short[6]["loss"]) == pytest.approx(float(long[6]["loss"]), rel=1e-5)
+    saved = yaml.safe_load((branch / "config.yaml").read_text())
+    assert saved["max_steps"] == 8 and saved["budgets"] == [] and saved["run"]["branched_from"] == str(run)
+    with pytest.raises(SystemExit, match="budgets"):
+        main(["pretrain", "--branch", str(run), "--budget", "12", "--out", str(tmp_path / "none"), *common])
+
+
 # -- the Lightning run -----------------------------------------------------------------------
 @pytest.mark.slow
 def test_pretrain_cli_writes_the_run_and_exports(synthetic_corpus, tmp_path):

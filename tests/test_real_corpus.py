@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import soundfile as sf
 import torch
 
 from mt2.cli import main
-from mt2.corpus import real
+from mt2.corpus import debian, real
 from mt2.data.views import ViewConfig
 
 SR = 22050
@@ -76,20 +78,27 @@ def test_splits_are_seeded_and_deterministic():
     real.assign_splits(rows, 1)
     real.assign_splits(again, 1)
     assert {r["path"]: r["split"] for r in rows} == {r["path"]: r["split"] for r in again}
-    counts = {s: sum(r["split"] == s for r in rows if r["soundtrack"] == "a") for s in real.SPLITS}
+    counts = {s: sum(r["split"] == s for r in rows if r["soundtrack"] == "a") for s in ("train", "valid", "test")}
     assert counts == {"train": 14, "valid": 3, "test": 3}
     assert rows[-1]["split"] == "train"  # one track: training only
+    held = [dict(r) for r in rows]
+    real.assign_splits(held, 1, holdout="a")
+    assert [r["split"] for r in held] == ["holdout"] * 20 + ["train"]
     other = [dict(r) for r in rows]
     real.assign_splits(other, 2)
     assert [r["split"] for r in other] != [r["split"] for r in rows]
 
 
 def test_reserved_packages_are_refused_by_name(tmp_path):
-    for name in ("wesnoth-1.16-music", "wesnoth-music", "warzone2100-music", "fluid-soundfont-gm", "musescore-general-soundfont"):
-        assert real.is_reserved(name)
+    for name in ("wesnoth-1.16-music", "wesnoth-music", "warzone2100-music", "fretsonfire-songs-muldjord",
+                 "fretsonfire-songs-sectoid", "fluid-soundfont-gm", "musescore-general-soundfont"):
+        assert debian.is_reserved(name)
         with pytest.raises(ValueError, match="reserved"):
             real.build_real_corpus(tmp_path, packages=["asc-music", name], install=False, log=lambda _: None)
-    assert not any(real.is_reserved(s.package) for s in real.PACKAGES)
+        with pytest.raises(ValueError, match="reserved"):
+            debian.fetch_package(name, tmp_path / "cache", log=lambda _: None)
+    assert not any(debian.is_reserved(s.package) for s in real.PACKAGES)
+    assert not (tmp_path / "cache").exists()
     assert main(["corpus", "real", str(tmp_path / "x"), "--no-install", "--packages", "warzone2100-music"]) == 2
 
 
@@ -130,11 +139,66 @@ def test_raw_songs_decode_as_unsigned_8_bit_stereo():
 
 def test_no_apt_says_so_and_how_to_pass_a_folder(tmp_path, monkeypatch):
     messages = []
-    monkeypatch.setattr(real, "apt_status", lambda: (False, "this is not a Debian system (no apt-get)"))
     monkeypatch.setattr(real, "installed_files", lambda package: [])
-    corpus = real.build_real_corpus(tmp_path / "out", install=True, packages=["asc-music"], log=messages.append)
-    assert any("--folder" in m and "not a Debian system" in m for m in messages)
-    assert corpus.rows == [] and corpus.skipped_packages == {"asc-music": "not installed"}
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
+    corpus = real.build_real_corpus(tmp_path / "out", install=True, packages=["asc-music"], cache=tmp_path / "cache",
+                                    log=messages.append)
+    assert any("not a Debian system" in m for m in messages) and any("--folder" in m for m in messages)
+    assert corpus.rows == [] and corpus.skipped_packages == {"asc-music": "could not be fetched"}
+
+
+def _fake_deb(folder: Path, package: str, files: dict[str, bytes]) -> Path:
+    """A .deb of ``package`` holding ``files`` (packaged path -> bytes), built with dpkg-deb."""
+    tree = folder / f"tree-{package}"
+    for name, data in files.items():
+        (tree / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name.lstrip("/")).write_bytes(data)
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 1.0-1\nArchitecture: all\n"
+                                             "Maintainer: test <t@example.org>\nDescription: test\n")
+    debs = folder / "cache" / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    deb = debs / f"{package}_1.0-1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
+def test_fetched_packages_give_music_folders_long_tracks_packaged_origins_and_licenses(tmp_path, monkeypatch):
+    """A game-data package unpacked without installing: only its music folder, only tracks of
+    30 s or more, origins and licenses as the package names them; the held-out soundtrack
+    gets split 'holdout'; nothing is downloaded (the .deb is in the cache already)."""
+    def ogg(seconds: float, freq: float) -> bytes:
+        path = tmp_path / f"{seconds}-{freq}.ogg"
+        sf.write(path, tone(seconds, freq), SR, format="OGG")
+        return path.read_bytes()
+
+    music = "/usr/share/games/toy/music"
+    _fake_deb(tmp_path, "toy-data", {
+        f"{music}/long-a.ogg": ogg(31.0, 220.0), f"{music}/long-b.ogg": ogg(32.0, 330.0),
+        f"{music}/long-c.ogg": ogg(33.0, 440.0), f"{music}/jingle.ogg": ogg(6.0, 550.0),
+        "/usr/share/games/toy/sfx/boom.ogg": ogg(31.0, 110.0),
+        "/usr/share/doc/toy-data/copyright": b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+                                            b"\n\nFiles: *\nCopyright: x\nLicense: GPL-2+\n\n"
+                                            b"Files: usr/share/games/toy/music/*\nCopyright: y\nLicense: CC-BY-SA-3.0\n",
+    })
+    _fake_deb(tmp_path, "other-data", {f"/usr/share/other/music/{n}.ogg": ogg(30.5, f) for n, f in (("x", 200.0), ("y", 300.0))})
+    monkeypatch.setattr(real, "installed_files", lambda package: [])
+    monkeypatch.setattr(real, "PACKAGES", (real.Soundtrack("toy", "toy-data", ("*/games/toy/music/*.ogg",)),
+                                           real.Soundtrack("other", "other-data", ("*/other/music/*.ogg",))))
+    monkeypatch.setattr(real, "HOLDOUT", "other")
+    messages = []
+    corpus = real.build_real_corpus(tmp_path / "out", cache=tmp_path / "cache", log=messages.append)
+    assert not any("apt-get download" in m for m in messages)
+    rows = {r["origin"]: r for r in corpus.rows}
+    assert sorted(rows) == [f"{music}/long-{c}.ogg" for c in "abc"] + [f"/usr/share/other/music/{n}.ogg" for n in "xy"]
+    assert "shorter than 30 s" in corpus.skipped_files[f"{music}/jingle.ogg"]
+    assert {rows[f"{music}/long-{c}.ogg"]["license"] for c in "abc"} == {"CC-BY-SA-3.0"}
+    assert sorted(r["split"] for r in corpus.rows if r["soundtrack"] == "toy") == ["test", "train", "valid"]
+    assert {r["split"] for r in corpus.rows if r["soundtrack"] == "other"} == {"holdout"}
+    assert (tmp_path / "cache" / "root" / "toy-data").is_dir() and not list((tmp_path / "cache" / "root").glob(".*partial"))
+    summary = json.loads((tmp_path / "out" / real.SUMMARY).read_text())
+    assert summary["splits"]["holdout"] == 2
 
 
 # -- pretraining on long tracks ------------------------------------------------------------------

@@ -87,20 +87,25 @@ def _render(args: argparse.Namespace) -> int:
 def _add_real(actions) -> None:
     parser = actions.add_parser(
         "real",
-        help="the real-music corpus: game soundtracks that Debian ships (installed with apt), or your own folder",
+        help="the real-music corpus: game soundtracks that Debian ships (fetched with apt-get download), or your own folder",
         description=(
-            "Install the freely licensed game soundtracks Debian ships (ufoai-music, nexuiz-music, singularity-music, "
-            "hyperrogue-music, drascula-music, planetblupi-music-ogg (+ -midi), asc-music, xblast-tnt-musics, "
-            "fb-music-high; apt-get as root), take their music tracks (sound effects and duplicates left out; pk3 zips "
-            "read as zips; raw and tracker files decoded to FLAC), and write OUT/audio/, OUT/manifest.jsonl (one row per "
-            "track: soundtrack, duration, sample rate, license from the package's copyright file, a seeded train/valid/"
-            "test split by track) and OUT/real.json. wesnoth-*-music and warzone2100-music are reserved for outside "
-            "evaluation and refused. For pretraining (mt2 pretrain --real-data OUT) and mt2 bench --real OUT."
+            "Fetch the freely licensed game soundtracks and game-data packages Debian ships (the list: "
+            "mt2.corpus.real.PACKAGES, 24 packages; apt-get download and dpkg-deb -x into --package-cache, no root, "
+            "no game installed), take their music folders (sound effects, tracks under 30 s and duplicates left out; "
+            "zip archives read as zips; raw and tracker files decoded to FLAC), and write OUT/audio/, OUT/manifest.jsonl "
+            "(one row per track: soundtrack, duration, sample rate, license from the package's copyright file, a seeded "
+            "train/valid/test split by track; one soundtrack, supertux, held out whole as split 'holdout') and "
+            "OUT/real.json. wesnoth-*-music, warzone2100-music, fretsonfire-songs-* and the FluidR3 and MuseScore "
+            "soundfonts are reserved for outside evaluation and refused. For pretraining (mt2 pretrain --real-data OUT) "
+            "and mt2 bench --real OUT."
         ),
     )
     parser.add_argument("out", type=Path, help="output folder (created; files of the same names are overwritten)")
     parser.add_argument("--no-install", action="store_true",
-                        help="do not run apt-get: use the packages already installed (missing ones are skipped)")
+                        help="fetch nothing: use the packages already installed (missing ones are skipped)")
+    parser.add_argument("--package-cache", type=Path, default=None,
+                        help="where fetched .deb files and their unpacked trees are kept (default: ~/.cache/mt2/debian; "
+                        "about 2.5 GB of .deb files, 6 GB unpacked)")
     parser.add_argument("--folder", type=Path, default=None,
                         help="your own recordings instead of the packages (recursive; each sub-folder is a soundtrack)")
     parser.add_argument("--packages", nargs="+", default=None, metavar="PACKAGE",
@@ -115,7 +120,7 @@ def _real(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         corpus = build_real_corpus(args.out, install=not args.no_install, folder=args.folder, seed=args.seed,
-                                   packages=args.packages)
+                                   packages=args.packages, cache=args.package_cache)
     except ValueError as error:
         print(f"mt2 corpus real: error: {error}", file=sys.stderr)
         return 2

@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics.csv, training_curves.png and the CQT cache. The variants differ only in their class tokens and "
         "losses: same data, steps, batch and seed.",
     )
-    parser.add_argument("--data", type=Path, required=True,
+    parser.add_argument("--data", type=Path,
                         help="a folder of audio (recursive), a corpus folder or manifest (.jsonl/.csv with a 'path' column), "
-                        "or a folder of WebDataset shards (mt2 corpus shard)")
+                        "or a folder of WebDataset shards (mt2 corpus shard); required for a new run (--resume and --branch "
+                        "default to the run's own)")
     parser.add_argument("--variant", choices=("mt2", "contrastive", "equivariant", "masked"),
                         help="mt2: both class tokens (CPSD + NT-Xent); contrastive or equivariant: one token, one loss; "
                         "masked: MERT's objective (masked-token prediction of k-means codes and CQT frames; the codebook "
@@ -35,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in OUT from last.ckpt (weights, optimiser, schedule, data position); "
                         "uses OUT/config.yaml, so hyper-parameter flags are refused; --max-steps may extend the run")
+    parser.add_argument("--branch", type=Path, metavar="RUN",
+                        help="finish the wsd run RUN at --budget steps into OUT: its checkpoint at that budget's decay "
+                        "start, decayed over the budget's last decay_fraction of steps (rerun the same command to resume)")
+    parser.add_argument("--budget", type=int, help="with --branch: the budget, one of RUN's config 'budgets'")
     parser.add_argument("--max-steps", type=int, help="optimisation steps (sets the cosine schedule's length; default: the config's)")
     parser.add_argument("--max-time", help="stop after this wall-clock time, DD:HH:MM:SS (last.ckpt is written)")
     parser.add_argument("--batch-size", type=int, help="tracks per device per step (negatives are gathered over all devices)")
@@ -61,17 +66,35 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mt2.training.config import load_config
-    from mt2.training.lightning import pretrain, resumed_config
+    from mt2.training.lightning import branch_config, pretrain, resumed_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.resume:
+    if (args.branch is None) != (args.budget is None):
+        raise SystemExit("--branch RUN and --budget B go together")
+    if args.branch is not None:
+        given = [f"--{name.replace('_', '-')}" for name in HYPER_FLAGS if getattr(args, name) is not None]
+        if given or args.resume or args.max_steps:
+            raise SystemExit(f"--branch continues {args.branch / 'config.yaml'}; drop {' '.join(given) or '--resume/--max-steps'}")
+        try:
+            config = branch_config(args.branch, args.budget, args.out)
+        except (ValueError, FileNotFoundError) as error:
+            raise SystemExit(f"mt2 pretrain --branch: {error}") from None
+        args.resume = True
+        args.cache_dir = args.cache_dir or args.branch / "cache"
+    elif args.resume:
         given = [f"--{name.replace('_', '-')}" for name in HYPER_FLAGS if getattr(args, name) is not None]
         if given:
             raise SystemExit(f"--resume continues with {args.out / 'config.yaml'}; drop {' '.join(given)} or start a new --out")
         config = resumed_config(args.out, args.max_steps)
-    else:
+    if args.data is None:
+        if not args.resume:
+            raise SystemExit("mt2 pretrain: --data is required for a new run")
+        from mt2.training.config import read_saved_config
+
+        args.data = Path(read_saved_config(args.out / "config.yaml")[1]["data"])
+    if not args.resume:
         config = load_config(
             args.preset, args.config, variant=args.variant, max_steps=args.max_steps, batch_size=args.batch_size,
             lr=args.lr, seed=args.seed, probe_every=args.probe_every,

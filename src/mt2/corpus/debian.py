@@ -1,6 +1,7 @@
 """Debian packages for the real-music corpus (:mod:`mt2.corpus.real`): the reserved names
-refused outright, ``apt-get``/``dpkg-query`` to install and list a package, and the license
-of a packaged file read from its ``/usr/share/doc/<package>/copyright``."""
+refused outright, where a package's files are (installed, or fetched with ``apt-get download``
+and unpacked with ``dpkg-deb -x``, which needs neither root nor the game), and the license of a
+packaged file read from its ``/usr/share/doc/<package>/copyright``."""
 from __future__ import annotations
 
 import fnmatch
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: Packages kept for outside evaluation (DESIGN.md section 4): refused by name (fnmatch patterns).
-RESERVED = ("wesnoth-*music*", "warzone2100-music", "fluid-soundfont-gm", "fluid-soundfont-gs", "fluidr3mono-gm-soundfont",
-            "fluidr3*", "musescore-general-soundfont*", "musescore*-soundfont*", "musescore3-general*")
+RESERVED = ("wesnoth-*music*", "warzone2100-music", "fretsonfire-songs-*", "fluid-soundfont-gm", "fluid-soundfont-gs",
+            "fluidr3mono-gm-soundfont", "fluidr3*", "musescore-general-soundfont*", "musescore*-soundfont*",
+            "musescore3-general*")
 
 
 def is_reserved(package: str) -> bool:
@@ -57,6 +59,50 @@ def install_packages(packages: list[str], log: Callable[[str], None] = print) ->
             log(f"  {package}: apt-get failed ({tail}); skipped")
             failed.append(package)
     return failed
+
+
+def fetch_package(package: str, cache: Path, log: Callable[[str], None] = print) -> Path | None:
+    """The root of ``package``'s files unpacked under ``cache`` (``cache/root/<package>``).
+
+    The ``.deb`` is fetched once with ``apt-get download`` into ``cache/debs`` (no root needed)
+    and unpacked with ``dpkg-deb -x`` into a temporary folder that is renamed when complete, so
+    an interrupted run fetches or unpacks again rather than reading half a package. Returns
+    None (with a message naming the package and the reason) where either step fails.
+    """
+    refuse_reserved([package])
+    root = cache / "root" / package
+    if root.is_dir():
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        log(f"{package}: apt-get and dpkg-deb are needed to fetch it (this is not a Debian system); skipped")
+        return None
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        log(f"apt-get download {package}")
+        done = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if done.returncode or not found:
+            tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-1:])
+            log(f"  {package}: apt-get download failed ({tail}); skipped (run `apt-get update` first if the index is old)")
+            return None
+    partial = root.with_name(f".{package}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    log(f"dpkg-deb -x {found[-1].name}")
+    done = subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(partial)], capture_output=True, text=True)
+    if done.returncode:
+        log(f"  {package}: dpkg-deb -x failed ({done.stderr.strip()[-200:]}); delete {found[-1]} to fetch it again")
+        shutil.rmtree(partial, ignore_errors=True)
+        return None
+    os.replace(partial, root)
+    return root
+
+
+def unpacked_files(root: Path) -> list[Path]:
+    """The regular files under an unpacked package ``root``, sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def installed_files(package: str) -> list[Path]:

@@ -1,20 +1,21 @@
 """The real-music corpus: freely licensed game soundtracks that Debian ships as packages
-(DESIGN.md section 4), or a folder of one's own recordings, as audio files and a manifest.
+(docs/design.md section 4), or a folder of one's own recordings, as audio files and a manifest.
 
-``mt2 corpus real OUT`` installs the fixed list :data:`PACKAGES` with ``apt-get`` (where it
-runs as root on Debian; ``--no-install`` uses what is installed), takes the music tracks of
-each package, and writes under ``OUT``:
+``mt2 corpus real OUT`` takes the music of the fixed list :data:`PACKAGES`: each package is
+fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` into a package cache
+(:func:`mt2.corpus.debian.fetch_package`; no root, the game is never installed), or read where
+it is installed already (``--no-install``: installed packages only). It writes under ``OUT``:
 
 * ``audio/<soundtrack>/<track>.<ext>``: Ogg Vorbis and MP3 tracks are copied as they are
-  (ufoai and nexuiz keep theirs in ``.pk3`` zip files, which are read as zip files: only
-  their music entries); xblast-tnt's raw songs (unsigned 8-bit stereo PCM at 22,050 Hz, the
-  format its sound server plays) and frozen-bubble's ``.xm`` tracker module (rendered by
-  ``openmpt123`` at 44.1 kHz) become FLAC at their own rate;
+  (ufoai and nexuiz keep theirs in ``.pk3`` zip files and 0 A.D. in ``public.zip``, which are
+  read as zip files: only their music entries); xblast-tnt's raw songs (unsigned 8-bit stereo
+  PCM at 22,050 Hz, the format its sound server plays) and tracker modules (frozen-bubble's
+  ``.xm``, pingus's ``.it`` and ``.s3m``, rendered by ``openmpt123`` at 44.1 kHz) become FLAC;
 * ``manifest.jsonl``: one row per track (fields :data:`FIELDS`): ``path`` (relative to
   ``OUT``), ``track_id``, ``soundtrack``, ``package``, ``split``, ``duration`` (s),
   ``sample_rate``, ``channels``, ``license`` (read from the package's
-  ``/usr/share/doc/<package>/copyright``), ``license_file``, ``origin`` (the packaged file,
-  or ``archive.pk3:member``), ``score`` (the track's MIDI file when a package ships one of
+  ``/usr/share/doc/<package>/copyright``), ``license_file``, ``origin`` (the packaged path,
+  or ``archive:member``), ``score`` (the track's MIDI file when a package ships one of
   the same name: planetblupi), ``sha256`` of the audio. :func:`mt2.data.tracks.list_tracks`
   and :func:`mt2.corpus.read_manifest` read it as any corpus manifest;
 * ``real.json``: hours and tracks per soundtrack, split counts, skipped files and packages.
@@ -24,16 +25,22 @@ Rules:
 * **Splits by track**, per soundtrack (so that every soundtrack with three or more tracks has
   train, valid and test tracks): the soundtrack's tracks sorted by name, shuffled by
   ``numpy.random.default_rng([seed, crc32(soundtrack)])``, then about 70 / 15 / 15 %
-  (:func:`assign_splits`). The same tracks and seed give the same splits.
+  (:func:`assign_splits`). The same tracks and seed give the same splits, and adding a
+  soundtrack leaves the others' splits as they were.
+* **One whole soundtrack held out** (:data:`HOLDOUT`): every track of it has split
+  ``holdout``; nothing trains on it, and the benchmark's real section measures same-track
+  retrieval on it (music from a game no run has heard).
+* **Only music**: the packages' music folders only (sound effects are left out), tracks of at
+  least :attr:`Soundtrack.min_seconds` (30 s; the nine soundtracks of the first list keep
+  their 5 s so that their splits stay those of earlier rounds).
 * **Duplicates** (drascula ships the same 31 tracks in six language folders) are kept once,
   by the SHA-256 of their bytes; the first path in sorted order wins.
-* **Sound effects are not music**: hyperrogue's ``sounds/`` folder is left out.
 * A track that does not decode (header, first, middle and last second read through
-  libsndfile, :func:`check_decodes`) is named and skipped; a missing package is skipped
-  with a message; neither stops the run.
-* **Reserved**: ``wesnoth-*-music``, ``warzone2100-music`` and the FluidR3 and MuseScore
-  soundfonts are kept for outside evaluation (:data:`RESERVED`): they are refused by name,
-  never installed, read or listed.
+  libsndfile, :func:`check_decodes`) is named and skipped; a package that cannot be fetched
+  is skipped with a message; neither stops the run.
+* **Reserved**: ``wesnoth-*-music``, ``warzone2100-music``, ``fretsonfire-songs-*`` and the
+  FluidR3 and MuseScore soundfonts are kept for outside evaluation (:data:`RESERVED`): they are
+  refused by name, never fetched, read or listed.
 * ``--folder DIR`` instead lists one's own recordings (recursive; each sub-folder is a
   ``soundtrack``); files are copied or, when libsndfile cannot read them, skipped.
 
@@ -58,22 +65,31 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mt2.corpus.debian import (  # noqa: F401 (the package helpers, importable from here as before)
-    RESERVED, apt_status, install_packages, installed_files, is_reserved, license_of, refuse_reserved,
+from mt2.corpus.debian import (
+    apt_status, fetch_package, install_packages, installed_files, license_of, refuse_reserved, unpacked_files,
 )
 
 #: Manifest fields, in this order.
 FIELDS = ("path", "track_id", "soundtrack", "package", "source", "split", "duration", "sample_rate", "channels",
           "license", "license_file", "origin", "score", "sha256")
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test", "holdout")
 #: Shares of a soundtrack's tracks in valid and test (the rest is train).
 VALID_SHARE, TEST_SHARE = 0.15, 0.15
 MANIFEST = "manifest.jsonl"
 SUMMARY = "real.json"
 AUDIO_DIR = "audio"
-#: Tracks shorter than this (seconds) are skipped: too short for a 10-s excerpt.
-MIN_SECONDS = 5.0
-#: Debian tools the command installs beside the packages: openmpt123 renders the .xm module.
+#: Tracks shorter than this (seconds) are skipped (:attr:`Soundtrack.min_seconds`): a piece of music,
+#: not a jingle; the nine soundtracks of the first list keep :data:`FIRST_LIST_MIN_SECONDS`.
+MIN_SECONDS = 30.0
+FIRST_LIST_MIN_SECONDS = 5.0
+#: The soundtrack held out whole (split ``holdout``): never trained on; the benchmark's real
+#: section measures same-track retrieval on it.
+HOLDOUT = "supertux"
+#: Where fetched packages are kept (``apt-get download`` and ``dpkg-deb -x``), unless given.
+DEFAULT_PACKAGE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mt2" / "debian"
+#: Suffixes of zip archives whose music members are read (``Soundtrack.members``).
+ARCHIVE_SUFFIXES = (".pk3", ".zip")
+#: Debian tools the command installs beside the packages: openmpt123 renders tracker modules.
 TOOLS = ("openmpt123",)
 SOURCE = "real"
 #: Files of one's own folder that are read (the formats libsndfile decodes).
@@ -82,9 +98,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus")
 
 @dataclass(frozen=True)
 class Soundtrack:
-    """Where one package keeps its music: file patterns (fnmatch on the installed paths of
-    ``dpkg -L``; a ``.pk3`` pattern means zip members matching ``members``), exclusions, and how
-    a file becomes audio (``copy``, ``raw`` or ``module``)."""
+    """Where one package keeps its music: file patterns (fnmatch on the packaged paths; a
+    ``.pk3`` or ``.zip`` pattern means zip members matching ``members``), exclusions, how a file
+    becomes audio (``copy``, ``raw`` or ``module``), the suffix of files that have none
+    (``suffix``), and the shortest track kept (``min_seconds``)."""
 
     name: str
     package: str
@@ -93,19 +110,42 @@ class Soundtrack:
     members: tuple[str, ...] = ()
     kind: str = "copy"
     score_package: str | None = None
+    suffix: str = ""
+    min_seconds: float = MIN_SECONDS
 
 
-#: The fixed package list of issue 20, with where each keeps its music.
+_FIRST = FIRST_LIST_MIN_SECONDS
+#: The package list with where each keeps its music: the nine music packages of the first list
+#: (issue 20), then the music folders of game-data packages (issue 28; each package's contents
+#: checked with ``dpkg-deb -c``: neverball-data carries no music and is not listed).
 PACKAGES = (
-    Soundtrack("ufoai", "ufoai-music", ("*.pk3",), members=("music/*.ogg",)),
-    Soundtrack("nexuiz", "nexuiz-music", ("*.pk3",), members=("sound/cdtracks/*.ogg",)),
-    Soundtrack("singularity", "singularity-music", ("*/music/*.ogg",)),
-    Soundtrack("hyperrogue", "hyperrogue-music", ("*/hyperrogue/music/*.ogg",), exclude=("*/sounds/*",)),
-    Soundtrack("drascula", "drascula-music", ("*/drascula/*.ogg",)),
-    Soundtrack("planetblupi", "planetblupi-music-ogg", ("*/music/*.ogg",), score_package="planetblupi-music-midi"),
-    Soundtrack("asc", "asc-music", ("*/music/*.mp3",)),
-    Soundtrack("xblast", "xblast-tnt-musics", ("*/sounds/xbsng*.raw",), kind="raw"),
-    Soundtrack("frozen-bubble", "fb-music-high", ("*.xm",), kind="module"),
+    Soundtrack("ufoai", "ufoai-music", ("*.pk3",), members=("music/*.ogg",), min_seconds=_FIRST),
+    Soundtrack("nexuiz", "nexuiz-music", ("*.pk3",), members=("sound/cdtracks/*.ogg",), min_seconds=_FIRST),
+    Soundtrack("singularity", "singularity-music", ("*/music/*.ogg",), min_seconds=_FIRST),
+    Soundtrack("hyperrogue", "hyperrogue-music", ("*/hyperrogue/music/*.ogg",), exclude=("*/sounds/*",), min_seconds=_FIRST),
+    Soundtrack("drascula", "drascula-music", ("*/drascula/*.ogg",), min_seconds=_FIRST),
+    Soundtrack("planetblupi", "planetblupi-music-ogg", ("*/music/*.ogg",), score_package="planetblupi-music-midi",
+               min_seconds=_FIRST),
+    Soundtrack("asc", "asc-music", ("*/music/*.mp3",), min_seconds=_FIRST),
+    Soundtrack("xblast", "xblast-tnt-musics", ("*/sounds/xbsng*.raw",), kind="raw", min_seconds=_FIRST),
+    Soundtrack("frozen-bubble", "fb-music-high", ("*.xm",), kind="module", min_seconds=_FIRST),
+    Soundtrack("0ad", "0ad-data", ("*/mods/public/public.zip",), members=("audio/music/*.ogg",)),
+    Soundtrack("supertuxkart", "supertuxkart-data", ("*/supertuxkart/data/music/*.ogg",)),
+    Soundtrack("naev", "naev-data", ("*/naev/dat/snd/music/*.ogg",)),
+    Soundtrack("megaglest", "megaglest-data", ("*/megaglest/data/core/menu/music/*.ogg",
+                                               "*/megaglest/techs/*/factions/*/music/*.ogg")),
+    Soundtrack("widelands", "widelands-data", ("*/widelands/data/music/*.ogg",)),
+    Soundtrack("supertux", "supertux-data", ("*/supertux2/music/*/*.ogg",)),
+    Soundtrack("freedroidrpg", "freedroidrpg-data", ("*/freedroidrpg/data/sound/music/*.ogg",)),
+    Soundtrack("hedgewars", "hedgewars-data", ("*/hedgewars/Data/Music/*.ogg",)),
+    Soundtrack("redeclipse", "redeclipse-data", ("*/redeclipse/data/sounds/music/*.ogg",)),
+    Soundtrack("extremetuxracer", "extremetuxracer-data", ("*/etr/music/*.ogg",)),
+    Soundtrack("xmoto", "xmoto-data", ("*/xmoto/Textures/Musics/*.ogg",)),
+    Soundtrack("openclonk", "openclonk-data", ("*/openclonk/Music.ocg/*.ogg",)),
+    Soundtrack("scorched3d", "scorched3d-data", ("*/scorched3d/data/globalmods/*/data/music/*.ogg",)),
+    Soundtrack("lincity-ng", "lincity-ng-data", ("*/lincity-ng/music/*/[0-9][0-9]",), suffix=".ogg"),
+    Soundtrack("pingus", "pingus-data", ("*/pingus/data/music/*.it", "*/pingus/data/music/*.s3m",
+                                         "*/pingus/data/music/*.xm", "*/pingus/data/music/*.mod"), kind="module"),
 )
 #: xblast-tnt's songs: unsigned 8-bit PCM, interleaved stereo, 22,050 Hz (its sound server's
 #: SAMPLE_RATE, SAMPLE_SIZE; the songs are its only samples not flagged mono).
@@ -136,28 +176,42 @@ def _matches(path: Path, patterns, exclude) -> bool:
     return any(fnmatch.fnmatch(text, p) for p in patterns) and not any(fnmatch.fnmatch(text, p) for p in exclude)
 
 
-def package_candidates(spec: Soundtrack, files: list[Path]) -> list[Candidate]:
-    """The music files of one installed package (zip members of its ``.pk3`` files included)."""
-    scores = {}
-    if spec.score_package:
-        scores = {p.stem: str(p) for p in installed_files(spec.score_package) if p.suffix.lower() in (".mid", ".midi")}
+def package_candidates(spec: Soundtrack, files: list[Path], root: Path = Path("/"),
+                       scores: dict[str, str] | None = None) -> list[Candidate]:
+    """The music files of one package whose files lie under ``root`` (``/`` where it is installed,
+    or where :func:`~mt2.corpus.debian.fetch_package` unpacked it), zip members of its archives
+    included; origins are the packaged paths (``/usr/...``), wherever the files lie.
+    ``scores``: MIDI scores by file stem (:func:`midi_scores`), matched to tracks by name."""
+    scores = scores or {}
     found = []
     for path in files:
-        if not _matches(path, spec.patterns, spec.exclude):
+        packaged = _packaged(path, root)
+        if not _matches(Path(packaged), spec.patterns, spec.exclude):
             continue
-        if path.suffix.lower() == ".pk3":
+        if path.suffix.lower() in ARCHIVE_SUFFIXES:
             with zipfile.ZipFile(path) as archive:
                 members = sorted(m for m in archive.namelist()
                                  if not m.endswith("/") and any(fnmatch.fnmatch(m, p) for p in spec.members))
             for member in members:
                 found.append(Candidate(
-                    spec.name, spec.package, Path(member).stem, f"{path}:{member}", f"{path.parent}/{member}", "copy",
+                    spec.name, spec.package, Path(member).stem, f"{packaged}:{member}",
+                    f"{Path(packaged).parent}/{member}", "copy",
                     lambda path=path, member=member: zipfile.ZipFile(path).read(member), Path(member).suffix.lower()))
             continue
-        suffix = ".flac" if spec.kind in ("raw", "module") else path.suffix.lower()
-        found.append(Candidate(spec.name, spec.package, path.stem, str(path), str(path), spec.kind,
+        suffix = ".flac" if spec.kind in ("raw", "module") else (path.suffix.lower() or spec.suffix)
+        found.append(Candidate(spec.name, spec.package, path.stem, packaged, packaged, spec.kind,
                                lambda path=path: path.read_bytes(), suffix, scores.get(path.stem)))
     return found
+
+
+def midi_scores(files: list[Path], root: Path = Path("/")) -> dict[str, str]:
+    """The packaged paths of the MIDI files among ``files`` (lying under ``root``), by stem."""
+    return {p.stem: _packaged(p, root) for p in files if p.suffix.lower() in (".mid", ".midi")}
+
+
+def _packaged(path: Path, root: Path) -> str:
+    """The path a file has in its package (``/usr/...``) when the package lies under ``root``."""
+    return str(path) if root == Path("/") else "/" + path.relative_to(root).as_posix()
 
 
 def folder_candidates(folder: Path) -> list[Candidate]:
@@ -234,8 +288,11 @@ def materialise(candidate: Candidate, out: Path) -> tuple[Path, bytes]:
     target.parent.mkdir(parents=True, exist_ok=True)
     if candidate.kind == "copy":
         _write_atomic(target, lambda tmp: tmp.write_bytes(data))
+    elif candidate.kind == "raw":
+        audio, rate = decode_raw(data), RAW_RATE
     else:
-        audio, rate = (decode_raw(data), RAW_RATE) if candidate.kind == "raw" else (render_module(data), MODULE_RATE)
+        audio, rate = render_module(data, Path(candidate.origin).suffix.lower() or ".xm"), MODULE_RATE
+    if candidate.kind != "copy":
         _write_atomic(target, lambda tmp: sf.write(tmp, audio, rate, format="FLAC", subtype="PCM_16"))
     return target, data
 
@@ -244,12 +301,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "track"
 
 
-def assign_splits(rows: list[dict], seed: int) -> None:
-    """Set ``split`` of every row, by track within each soundtrack (module docstring)."""
+def assign_splits(rows: list[dict], seed: int, holdout: str | None = HOLDOUT) -> None:
+    """Set ``split`` of every row, by track within each soundtrack (module docstring); every
+    track of the soundtrack ``holdout`` gets ``holdout``."""
     by_soundtrack: dict[str, list[dict]] = {}
     for row in rows:
         by_soundtrack.setdefault(row["soundtrack"], []).append(row)
     for soundtrack, tracks in by_soundtrack.items():
+        if soundtrack == holdout:
+            for row in tracks:
+                row["split"] = "holdout"
+            continue
         tracks.sort(key=lambda r: r["path"])
         order = np.random.default_rng([seed, zlib.crc32(soundtrack.encode())]).permutation(len(tracks))
         n = len(tracks)
@@ -291,36 +353,53 @@ class RealCorpus:
                 "skipped_packages": self.skipped_packages}
 
 
-def installed_candidates(packages: list[Soundtrack], log: Callable[[str], None]) -> tuple[list[Candidate], dict[str, str]]:
-    """The music files of the installed ``packages``, and the packages skipped (with why)."""
-    found, skipped = [], {}
+def package_sources(packages: list[Soundtrack], cache: Path | None, log: Callable[[str], None]
+                    ) -> tuple[list[Candidate], dict[str, str], dict[str, Path]]:
+    """The music files of ``packages``, the packages skipped (with why), and where each package's
+    copyright file lies. An installed package is read in place; otherwise, with a ``cache``,
+    it is fetched and unpacked there (:func:`~mt2.corpus.debian.fetch_package`)."""
+    found, skipped, copyright_files = [], {}, {}
     for spec in packages:
-        files = installed_files(spec.package)
-        tracks = package_candidates(spec, files) if files else []
+        files, root = installed_files(spec.package), Path("/")
+        scores = midi_scores(installed_files(spec.score_package)) if spec.score_package else {}
+        if not files and cache is not None:
+            unpacked = fetch_package(spec.package, cache, log)
+            if unpacked is not None:
+                files, root = unpacked_files(unpacked), unpacked
+            if spec.score_package and not scores:
+                score_root = fetch_package(spec.score_package, cache, log)
+                scores = midi_scores(unpacked_files(score_root), score_root) if score_root is not None else {}
+        tracks = package_candidates(spec, files, root, scores) if files else []
         if not tracks:
-            skipped[spec.package] = "not installed" if not files else "installed, but no music files where expected"
+            skipped[spec.package] = ("not installed" if cache is None else "could not be fetched") if not files else \
+                "no music files where expected"
             log(f"{spec.package}: {skipped[spec.package]}; skipped")
+        copyright_files[spec.package] = root / "usr/share/doc" / spec.package / "copyright"
         found += tracks
-    return found, skipped
+    return found, skipped, copyright_files
 
 
 def build_real_corpus(
     out: str | os.PathLike, *, install: bool = True, folder: str | os.PathLike | None = None, seed: int = 0,
-    packages: list[str] | None = None, log: Callable[[str], None] = print,
+    packages: list[str] | None = None, cache: str | os.PathLike | None = None, log: Callable[[str], None] = print,
 ) -> RealCorpus:
     """Write the real-music corpus into ``out`` (module docstring); returns what was written.
 
     Args:
-        install: install the packages (and :data:`TOOLS`) with apt-get first; where apt-get cannot
-            run, say so and go on with what is installed.
+        install: fetch the packages that are not installed (``apt-get download`` and ``dpkg-deb
+            -x`` into ``cache``, no root) and, as root, install :data:`TOOLS`; False reads the
+            installed packages only.
         folder: one's own recordings instead of the packages.
         packages: a subset of :data:`PACKAGES` by package or soundtrack name (default: all).
+        cache: where fetched packages are kept (default :data:`DEFAULT_PACKAGE_CACHE`).
 
     Raises:
         ValueError: a reserved package is named, or an unknown package.
     """
     out = Path(out)
     corpus = RealCorpus(out, [])
+    copyright_files: dict[str, Path] = {}
+    min_seconds: dict[str, float] = {}
     if folder is not None:
         candidates = folder_candidates(Path(folder))
         if not candidates:
@@ -332,18 +411,20 @@ def build_real_corpus(
         unknown = set(names) - {s.package for s in chosen} - {s.name for s in chosen}
         if unknown:
             raise ValueError(f"unknown packages {sorted(unknown)}; the real-music corpus reads {', '.join(s.package for s in PACKAGES)}")
-        if install:
+        if install and any(s.kind == "module" for s in chosen) and shutil.which("openmpt123") is None:
             ok, why = apt_status()
             if ok:
-                wanted = [s.package for s in chosen] + [s.score_package for s in chosen if s.score_package]
-                wanted += list(TOOLS) if any(s.kind == "module" for s in chosen) else []
-                for package in install_packages(wanted, log):
+                for package in install_packages(list(TOOLS), log):
                     corpus.skipped_packages[package] = "apt-get install failed"
             else:
-                log(f"apt-get cannot run here: {why}. Using the packages already installed; or pass --folder DIR "
-                    "with recordings of your own (sub-folders name the soundtracks).")
-        candidates, skipped = installed_candidates(chosen, log)
+                log(f"openmpt123 is not installed and cannot be here ({why}): tracker modules are skipped")
+        candidates, skipped, copyright_files = package_sources(
+            chosen, Path(cache or DEFAULT_PACKAGE_CACHE) if install else None, log)
         corpus.skipped_packages = {**skipped, **corpus.skipped_packages}
+        min_seconds = {s.name: s.min_seconds for s in chosen}
+        if not candidates:
+            log("no package could be read: pass --folder DIR with recordings of your own (sub-folders name the "
+                "soundtracks) instead")
     out.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}
     used_names: set[tuple[str, str]] = set()
@@ -374,13 +455,15 @@ def build_real_corpus(
             log(f"skipped {candidate.origin}: does not decode ({error})")
             target.unlink(missing_ok=True)
             continue
-        if duration < MIN_SECONDS:
-            corpus.skipped_files[candidate.origin] = f"shorter than {MIN_SECONDS:g} s ({duration:.1f} s)"
-            log(f"skipped {candidate.origin}: shorter than {MIN_SECONDS:g} s ({duration:.1f} s)")
+        shortest = min_seconds.get(candidate.soundtrack, FIRST_LIST_MIN_SECONDS)
+        if duration < shortest:
+            corpus.skipped_files[candidate.origin] = f"shorter than {shortest:g} s ({duration:.1f} s)"
+            log(f"skipped {candidate.origin}: shorter than {shortest:g} s ({duration:.1f} s)")
             target.unlink()
             continue
         copyright_file = Path("/usr/share/doc") / candidate.package / "copyright"
-        license_ = license_of(copyright_file, candidate.license_path) if candidate.package != "folder" else "own recording"
+        license_ = license_of(copyright_files.get(candidate.package, copyright_file), candidate.license_path) \
+            if candidate.package != "folder" else "own recording"
         relative = target.relative_to(out).as_posix()
         corpus.rows.append({
             "path": relative, "track_id": f"{candidate.soundtrack}/{Path(relative).stem}",
@@ -390,7 +473,7 @@ def build_real_corpus(
             "origin": candidate.origin, "score": candidate.score,
             "sha256": hashlib.sha256(target.read_bytes()).hexdigest() if candidate.kind != "copy" else digest,
         })
-    assign_splits(corpus.rows, seed)
+    assign_splits(corpus.rows, seed, HOLDOUT if folder is None else None)
     corpus.rows.sort(key=lambda r: r["path"])
     write_real_manifest(corpus.rows, out / MANIFEST)
     summary = json.dumps({"seed": seed, **corpus.summary()}, indent=1)

@@ -25,6 +25,8 @@ from mt2.losses.ntxent import DEFAULT_TEMPERATURE
 from mt2.training.objective import CONTRASTIVE_PAIRS, DEFAULT_CONTRASTIVE_PAIR
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+#: Learning-rate schedules (:func:`mt2.training.step.lr_factor`).
+SCHEDULES = ("cosine", "wsd")
 #: Keys whose mappings are merged key by key when configurations are layered.
 MERGED_KEYS = ("model", "views")
 
@@ -44,6 +46,9 @@ class PretrainConfig:
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.98)
     warmup: int = 50
+    schedule: str = "cosine"
+    decay_fraction: float = 0.1
+    budgets: tuple[int, ...] = ()
     grad_clip: float = 1.0
     temperature: float = DEFAULT_TEMPERATURE
     balance_weight: float = 0.0
@@ -63,6 +68,16 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        self.budgets = tuple(sorted(int(b) for b in self.budgets))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is not one of {SCHEDULES}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction={self.decay_fraction} must lie in (0, 1] (the share of the steps that decay)")
+        if self.budgets and self.schedule != "wsd":
+            raise ValueError(f"budgets={list(self.budgets)} need schedule: wsd (a cosine run cannot branch off a finished "
+                             "model at a smaller budget)")
+        if any(b < 1 or b > self.max_steps for b in self.budgets):
+            raise ValueError(f"budgets={list(self.budgets)} must lie in [1, max_steps={self.max_steps}]")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
         if self.contrastive_pair not in CONTRASTIVE_PAIRS:
@@ -88,6 +103,7 @@ class PretrainConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["betas"] = list(self.betas)
+        data["budgets"] = list(self.budgets)
         return data
 
     @classmethod

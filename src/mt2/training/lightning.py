@@ -12,7 +12,12 @@
   have seen.
 - :func:`pretrain`: the run behind ``mt2 pretrain``: ``OUT/config.yaml`` (every
   hyper-parameter, package version, data hash), ``last.ckpt`` and ``best.ckpt`` written
-  atomically, ``metrics.csv``, online probes, ``training_curves.png``.
+  atomically, ``metrics.csv``, online probes, ``training_curves.png``; a ``wsd`` run with
+  ``budgets`` also keeps ``branch-B.ckpt`` at the step where budget B's decay starts
+  (:class:`BranchPoints`).
+- :func:`branch_config`: a finished model at budget B from such a run (``mt2 pretrain --branch
+  RUN --budget B``): the kept checkpoint, resumed with ``max_steps = B``, decays over B's last
+  ``decay_fraction`` of steps on the batches the long run would have seen.
 
 Under DDP, NT-Xent gathers negatives from every rank (with gradients), so the batch size is
 per device and the negatives grow with the number of devices.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections import deque
 from importlib.util import find_spec
 from pathlib import Path
@@ -40,7 +46,7 @@ from mt2.training.config import PretrainConfig, read_saved_config, save_config
 from mt2.training.codebook import CODEBOOK_FILE, run_codebook
 from mt2.training.objective import mask_generator
 from mt2.training.probes import ProbeCallback, plot_curves, probe_rows
-from mt2.training.step import make_optimizer, step_losses
+from mt2.training.step import decay_start, make_optimizer, step_losses
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +218,59 @@ class RunRecord(L.Callback):
             plot_curves(self.out / "metrics.csv", self.out / "training_curves.png")
 
 
+def branch_path(run: Path, budget: int) -> Path:
+    """Where a ``wsd`` run keeps the checkpoint that budget ``budget`` branches from."""
+    return run / f"branch-{budget}.ckpt"
+
+
+class BranchPoints(L.Callback):
+    """Keeps ``branch-B.ckpt`` (:func:`branch_path`) at step ``decay_start(B)`` for every budget
+    ``B < max_steps`` of a ``wsd`` run: the weights, optimiser, schedule position and data position
+    from which a decay of B's last ``decay_fraction`` of steps finishes a model at budget B."""
+
+    def __init__(self, out: Path, config: PretrainConfig) -> None:
+        self.out = out
+        self.points = {decay_start(b, config.decay_fraction): b for b in config.budgets if b < config.max_steps}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        budget = self.points.get(trainer.global_step)
+        if budget is not None:
+            trainer.save_checkpoint(branch_path(self.out, budget))  # every rank: the strategy writes on rank 0
+
+
+def branch_config(run: str | os.PathLike, budget: int, out: str | os.PathLike) -> PretrainConfig:
+    """Prepare ``out`` to finish the ``wsd`` run ``run`` at ``budget`` steps; returns the config to
+    :func:`pretrain` with ``resume=True``.
+
+    ``out/last.ckpt`` is a copy of ``run``'s ``branch-<budget>.ckpt`` (unless ``out`` holds a
+    branch already: then it resumes), and ``out/config.yaml`` is ``run``'s configuration with
+    ``max_steps = budget`` and no budgets of its own, its record naming the run it branched from.
+
+    Raises:
+        ValueError: ``run`` is not a ``wsd`` run.
+        FileNotFoundError: ``run`` kept no checkpoint for ``budget`` (not among its budgets, or not reached yet).
+    """
+    run, out = Path(run), Path(out)
+    config, record = read_saved_config(run / "config.yaml")
+    if config.schedule != "wsd":
+        raise ValueError(f"{run / 'config.yaml'}: schedule {config.schedule!r}; only a wsd run can branch")
+    source = branch_path(run, budget)
+    last = out / f"{LAST}.ckpt"
+    if not last.exists():
+        if not source.exists():
+            raise FileNotFoundError(
+                f"{source} does not exist: the run keeps branch checkpoints only for its budgets {list(config.budgets)}, "
+                f"at step decay_start(B) = B - {config.decay_fraction:g} B, once it has reached it")
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = last.with_name(f".{last.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, last)
+    config.max_steps, config.budgets = budget, ()
+    save_config(config, out / "config.yaml", **{**record, "branched_from": str(run), "branch_step": decay_start(
+        budget, config.decay_fraction)})
+    return config
+
+
 def _precision(config: PretrainConfig, accelerator: str) -> str:
     """``auto``: bf16 autocast where a GPU trains, full fp32 on CPU."""
     if config.precision != "auto":
@@ -221,12 +280,15 @@ def _precision(config: PretrainConfig, accelerator: str) -> str:
 
 
 def resumed_config(out: str | os.PathLike, max_steps: int | None = None) -> PretrainConfig:
-    """The saved configuration of the run in ``out``; ``max_steps`` may extend it (the cosine
-    schedule is then stretched from the resumed step on)."""
+    """The saved configuration of the run in ``out``; ``max_steps`` may extend it (a ``cosine``
+    schedule is then stretched from the resumed step on; a ``wsd`` run extends exactly as long as
+    its decay has not begun)."""
     config = read_saved_config(Path(out) / "config.yaml")[0]
     if max_steps is not None and max_steps != config.max_steps:
-        log.warning("max_steps %d -> %d: the cosine schedule is stretched from here on", config.max_steps, max_steps)
+        log.warning("max_steps %d -> %d: the %s schedule is recomputed for the new length from here on",
+                    config.max_steps, max_steps, config.schedule)
         config.max_steps = max_steps
+        config.budgets = tuple(b for b in config.budgets if b <= max_steps)
     return config
 
 
@@ -263,14 +325,14 @@ def pretrain(
     out.mkdir(parents=True, exist_ok=True)
     datamodule = MT2DataModule(data, cache_dir or out / "cache", config)
     data_hash = datamodule.source.fingerprint()
-    if resume:
-        previous = read_saved_config(out / "config.yaml")[1].get("data_hash")
-        if previous not in (None, data_hash):
-            log.warning("the data differ from the run's original data (hash %s, was %s)", data_hash, previous)
-    record = {"mt2_version": mt2.__version__, "data": str(data), "data_kind": datamodule.source.kind, "data_hash": data_hash}
+    previous_record = read_saved_config(out / "config.yaml")[1] if resume else {}
+    if previous_record.get("data_hash") not in (None, data_hash):
+        log.warning("the data differ from the run's original data (hash %s, was %s)", data_hash, previous_record["data_hash"])
+    record = {**previous_record, "mt2_version": mt2.__version__, "data": str(data), "data_kind": datamodule.source.kind,
+              "data_hash": data_hash}
 
     rows, note = probe_rows(datamodule.source) if isinstance(datamodule.source, CachedSource) else (None, "shards carry no cached validation data")
-    callbacks: list[L.Callback] = [RunRecord(out, config, record)]
+    callbacks: list[L.Callback] = [RunRecord(out, config, record), BranchPoints(out, config)]
     if config.probe_every > 0 and rows:
         callbacks.append(ProbeCallback(datamodule.source, rows, config, config.probe_every))
         monitor, mode = ProbeCallback.SCORE, "max"
