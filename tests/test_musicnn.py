@@ -83,9 +83,12 @@ def test_embed_readouts_and_frames(recorded):
     np.testing.assert_allclose(a.clip, full.max_pool.mean(dim=0).numpy(), rtol=1e-6)
     np.testing.assert_allclose(b.clip, full.penultimate.mean(dim=0).numpy(), rtol=1e-6)
     assert a.clip.shape == (MIDEND_CHANNELS,) and b.clip.shape == (200,)
-    assert a.frames.shape == (407, MIDEND_CHANNELS) and np.isfinite(a.frames).all()
-    np.testing.assert_allclose(a.frames[:187], full.midend[0].T.numpy())
-    assert a.timestamps[1] == pytest.approx(256 / 16000) and len(a.timestamps) == 407
+    # frames: pairs of spectrogram frames averaged (407 frames -> 204, the last one alone), 31.25 Hz like MT2's
+    assert a.frames.shape == (204, MIDEND_CHANNELS) and np.isfinite(a.frames).all()
+    midend = full.midend[0].T.numpy()
+    np.testing.assert_allclose(a.frames[:93], (midend[0:186:2] + midend[1:186:2]) / 2, rtol=1e-5, atol=1e-6)
+    assert a.timestamps[0] == pytest.approx(0.5 * 256 / 16000) and a.timestamps[1] == pytest.approx(2.5 * 256 / 16000)
+    assert a.timestamps[-1] == pytest.approx(406 * 256 / 16000) and len(a.timestamps) == 204
     # another rate is resampled to 16 kHz first
     import soxr
 
@@ -93,7 +96,7 @@ def test_embed_readouts_and_frames(recorded):
     assert resampled.clip.shape == a.clip.shape and np.corrcoef(resampled.clip, a.clip)[0, 1] > 0.99
     # a clip shorter than one patch is one shorter patch
     short = pooled.embed(audio[:16000], 16000)
-    assert short.frames.shape == (63, MIDEND_CHANNELS) and np.isfinite(short.clip).all()
+    assert short.frames.shape == (32, MIDEND_CHANNELS) and np.isfinite(short.clip).all()
     tags = pooled.tag(audio, 16000)
     assert len(tags) == 50 and all(0.0 <= v <= 1.0 for v in tags.values())
 

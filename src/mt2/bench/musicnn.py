@@ -35,8 +35,9 @@ convolutional over time and pools globally).
 
 **Readouts** (:data:`READOUTS`), one clip vector averaged over a clip's patches:
 ``pooled`` is the max over time of the mid-end features (753-d), ``penultimate`` the
-penultimate layer (200-d). Frame-level tasks read the mid-end features of every frame
-(753-d at 62.5 Hz, tail patch included), stamped with the frame centres ``t * 256 / 16000`` s.
+penultimate layer (200-d). Frame-level tasks read the mid-end features of every frame (tail
+patch included) averaged over pairs of frames (:data:`FRAME_POOL`): 753-d at 31.25 Hz, the
+rate of MT2's frame tokens, stamped with each pair's centre ``(2i + 0.5) * 256 / 16000`` s.
 The package's extractor (0.1.0) returns the first patch's penultimate layer for every
 patch; this module runs the graph on every patch.
 
@@ -72,6 +73,8 @@ N_MELS = 96
 LOG_SCALE = 10000.0
 #: 3 s of frames: ``librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1``.
 PATCH_FRAMES = 187
+#: Spectrogram frames averaged into one frame-level vector (62.5 Hz -> 31.25 Hz, MT2's frame rate).
+FRAME_POOL = 2
 #: Batch-norm epsilon of ``tf.compat.v1.layers.batch_normalization``.
 NORM_EPSILON = 1e-3
 TIMBRAL_FILTERS, TIMBRAL_WIDTHS = 204, (38, 67)  # int(1.6 * 128); int(0.4 * 96), int(0.7 * 96)
@@ -242,7 +245,8 @@ def load_network(model: str, folder: Path | Traversable | None = None) -> tuple[
 
 @dataclass
 class MusicnnEmbedding:
-    """``clip`` the readout averaged over patches; ``frames`` (F, 753) mid-end features at ``timestamps`` (F,) in seconds."""
+    """``clip`` the readout averaged over patches; ``frames`` (F, 753) mid-end features (pairs of
+    frames averaged) at ``timestamps`` (F,) in seconds."""
 
     clip: np.ndarray
     frames: np.ndarray
@@ -262,8 +266,8 @@ class MusicnnEncoder(nn.Module):
         self.model_name, self.readout = model, readout
         self.tags = list(self.record["tags"])
         self.log_mel = LogMel()
-        # part of the state, so that the benchmark's weights hash (and feature cache) tells readouts apart
-        self.register_buffer("readout_choice", torch.tensor([READOUTS.index(readout)]))
+        # part of the state, so that the benchmark's weights hash (and feature cache) tells readouts and frame pooling apart
+        self.register_buffer("readout_choice", torch.tensor([READOUTS.index(readout), FRAME_POOL]))
 
     @torch.inference_mode()
     def run(self, audio, sr: int = SAMPLE_RATE) -> tuple[MusicnnOutput, MusicnnOutput | None, int]:
@@ -291,12 +295,16 @@ class MusicnnEncoder(nn.Module):
         return full, tail, frames
 
     def embed(self, audio, sr: int) -> MusicnnEmbedding:
-        """The readout averaged over the full patches, and the mid-end features of every frame."""
+        """The readout averaged over the full patches, and the mid-end features of every pair of frames."""
         full, tail, frames = self.run(audio, sr)
         vectors = full.max_pool if self.readout == "pooled" else full.penultimate
-        midend = [m.T for m in full.midend] + ([tail.midend[0].T] if tail is not None else [])
-        stacked = torch.cat(midend).numpy()[:frames]
-        return MusicnnEmbedding(vectors.mean(dim=0).numpy(), stacked, np.arange(len(stacked)) * HOP / SAMPLE_RATE)
+        midend = torch.cat([m.T for m in full.midend] + ([tail.midend[0].T] if tail is not None else []))[:frames]
+        groups = torch.arange(frames) // FRAME_POOL
+        pooled = torch.zeros(int(groups[-1]) + 1, midend.shape[1]).index_add_(0, groups, midend)
+        sizes = torch.bincount(groups).float()
+        starts = torch.arange(len(pooled)) * FRAME_POOL
+        return MusicnnEmbedding(vectors.mean(dim=0).numpy(), (pooled / sizes[:, None]).numpy(),
+                                ((starts + (sizes - 1) / 2) * HOP / SAMPLE_RATE).numpy().astype(np.float64))
 
     def tag(self, audio, sr: int) -> dict[str, float]:
         """The taggram averaged over the full patches, by tag name."""
