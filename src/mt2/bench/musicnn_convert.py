@@ -1,6 +1,6 @@
 """Convert the ``musicnn`` package's TensorFlow checkpoints to safetensors, without TensorFlow.
 
-One-time command (seconds; needs only numpy, torch and safetensors)::
+One-time command (about 1 s; the benchmark's packages, `[anchors]`, and no TensorFlow)::
 
     pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn && unzip -q /tmp/musicnn/musicnn-0.1.0*.whl -d /tmp/musicnn
     python -m mt2.bench.musicnn_convert --package-dir /tmp/musicnn/musicnn --out ~/.cache/mt2/musicnn
