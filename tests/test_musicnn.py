@@ -181,3 +181,92 @@ def test_anchors_extra_never_pulls_tensorflow():
     pulled = requirements("anchors")
     assert "librosa>=0.10" in pulled and not [r for r in pulled if "tensorflow" in r or "musicnn" in r or "keras" in r]
     assert "anchors" in extras["all"][0]
+
+
+# ----------------------------------------------------------------------------- a checkpoint written in TensorFlow's format
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes | int, wire: int) -> bytes:
+    key = _varint(number << 3 | wire)
+    if wire == 0:
+        return key + _varint(payload)
+    if wire == 5:
+        return key + payload.to_bytes(4, "little")
+    return key + _varint(len(payload)) + payload
+
+
+def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """An SSTable block without prefix compression: one restart point at 0."""
+    body = b"".join(_varint(0) + _varint(len(k)) + _varint(len(v)) + k + v for k, v in entries)
+    return body + (0).to_bytes(4, "little") + (1).to_bytes(4, "little")
+
+
+def write_tf_checkpoint(folder: Path, tensors: dict[str, np.ndarray]) -> None:
+    """``folder/.index`` and ``folder/.data-00000-of-00001`` as TensorFlow's BundleWriter lays them out."""
+    data, entries = bytearray(), [(b"", _field(1, 1, 0))]  # BundleHeaderProto: one shard
+    for name in sorted(tensors):
+        raw = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        shape = b"".join(_field(2, _field(1, d, 0), 2) for d in tensors[name].shape)
+        entry = (_field(1, 1, 0) + _field(2, shape, 2) + _field(4, len(data), 0) + _field(5, len(raw), 0)
+                 + _field(6, musicnn_convert.masked(musicnn_convert.crc32c(raw)), 5))
+        entries.append((name.encode(), entry))
+        data += raw
+    table = bytearray()
+
+    def add(block: bytes) -> bytes:
+        handle = _varint(len(table)) + _varint(len(block))
+        table.extend(block + b"\x00" + b"\x00" * 4)  # uncompressed; the block CRC is not read
+        return handle
+
+    data_handle = add(_block(entries))
+    meta_handle = add(_block([]))
+    index_handle = add(_block([(entries[-1][0], data_handle)]))
+    footer = (meta_handle + index_handle).ljust(40, b"\x00") + musicnn_convert.TABLE_MAGIC.to_bytes(8, "little")
+    folder.mkdir(parents=True)
+    (folder / ".index").write_bytes(bytes(table) + footer)
+    (folder / ".data-00000-of-00001").write_bytes(bytes(data))
+
+
+def test_conversion_reads_a_tensorflow_bundle_back_into_the_shipped_weights(tmp_path):
+    """The shipped weights laid out back as TensorFlow variables (with an Adam slot to skip) and
+    converted again: the same tensors, and a second run finds the cached folder."""
+    from safetensors.numpy import load_file
+
+    package = tmp_path / "musicnn"
+    for model, stem in MODELS.items():
+        shipped = load_file(str(shipped_weights() / f"{stem}.safetensors"))
+        tensors = {}
+        for name, (theirs, layout) in musicnn_convert.tensor_names().items():
+            value = shipped[name]
+            if layout == "conv2d":
+                value = value.transpose(2, 3, 1, 0)
+            elif layout == "conv1d":
+                value = value.transpose(2, 1, 0)[:, :, None, :]
+            elif layout == "dense":
+                value = value.T
+            tensors[theirs] = value
+        tensors["dense/kernel/Adam"] = np.zeros((2, 2), np.float32)
+        write_tf_checkpoint(package / model, tensors)
+    labels = {m: json.loads((shipped_weights() / f"{s}.json").read_text())["tags"] for m, s in MODELS.items()}
+    (package / "configuration.py").write_text(f"MSD_LABELS = {labels['MSD_musicnn']!r}\nMTT_LABELS = {labels['MTT_musicnn']!r}\n")
+    target = musicnn_convert.convert(package, tmp_path / "out")
+    for stem in MODELS.values():
+        ours, shipped = load_file(str(target / f"{stem}.safetensors")), load_file(str(shipped_weights() / f"{stem}.safetensors"))
+        assert ours.keys() == shipped.keys() and all(np.array_equal(ours[k], shipped[k]) for k in ours)
+    assert musicnn_convert.convert(package, tmp_path / "out") == target
+    network, record = load_network("MSD_musicnn", target)
+    assert len(record["tags"]) == 50 and record["checkpoint_sha256"] == musicnn_convert.checkpoint_hash(package / "MSD_musicnn")
+    # a damaged tensor is named
+    data = package / "MTT_musicnn" / ".data-00000-of-00001"
+    data.write_bytes(b"\xff" + data.read_bytes()[1:])
+    with pytest.raises(musicnn_convert.CheckpointFormatError, match="damaged"):
+        musicnn_convert.read_checkpoint(f"{package / 'MTT_musicnn'}/")

@@ -272,7 +272,7 @@ def convert_checkpoint(package_dir: Path, model: str) -> tuple[dict, dict]:
     for name, (theirs, layout) in tensor_names().items():
         if theirs not in tensors:
             raise CheckpointFormatError(f"{folder}: no tensor {theirs!r}; not a musicnn checkpoint ({model})")
-        state[name] = torch.from_numpy(np.array(_layout(tensors[theirs], layout), dtype=np.float32))
+        state[name] = torch.from_numpy(np.array(_layout(tensors[theirs], layout), dtype=np.float32, order="C"))
         sources[name] = theirs
     Musicnn(tags=len(tags)).load_state_dict(state, strict=True)
     record = {
