@@ -97,6 +97,7 @@ def test_embed_readouts_and_frames(recorded):
     # a clip shorter than one patch is one shorter patch
     short = pooled.embed(audio[:16000], 16000)
     assert short.frames.shape == (32, MIDEND_CHANNELS) and np.isfinite(short.clip).all()
+    assert pooled.embed(audio[:100], 16000).frames.shape == (2, MIDEND_CHANNELS)  # padded to one 512-sample window
     tags = pooled.tag(audio, 16000)
     assert len(tags) == 50 and all(0.0 <= v <= 1.0 for v in tags.values())
 

@@ -16,7 +16,8 @@ pooled features then carry inf and NaN; here every output is checked finite.
 **Patches**: non-overlapping cuts of ``PATCH_FRAMES`` = 187 frames (3 s: the package's
 ``time_to_frames(3) + 1``); a tail shorter than a patch is left out of the clip readouts, as
 the package does; a clip shorter than one patch is one shorter patch (the network is
-convolutional over time and pools globally).
+convolutional over time and pools globally), and one shorter than 512 samples is padded with
+silence to 512.
 
 **Network** (the package's ``models.build_musicnn``; T frames, 96 mel bands in):
 
@@ -283,6 +284,8 @@ class MusicnnEncoder(nn.Module):
             import soxr
 
             audio = soxr.resample(audio, sr, SAMPLE_RATE).astype(np.float32)
+        if audio.size < N_FFT:  # the STFT's reflect padding needs more than half a window: pad with silence
+            audio = np.pad(audio, (0, N_FFT - audio.size))
         spectrogram = self.log_mel(torch.from_numpy(audio))
         frames = spectrogram.shape[0]
         starts = patch_starts(frames)
