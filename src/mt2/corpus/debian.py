@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-#: Packages kept for outside evaluation (DESIGN.md section 4): refused by name (fnmatch patterns).
+#: Packages kept for outside evaluation (docs/design.md section 4): refused by name (fnmatch patterns).
 RESERVED = ("wesnoth-*music*", "warzone2100-music", "fretsonfire-songs-*", "fluid-soundfont-gm", "fluid-soundfont-gs",
             "fluidr3mono-gm-soundfont", "fluidr3*", "musescore-general-soundfont*", "musescore*-soundfont*",
             "musescore3-general*")
@@ -27,7 +27,7 @@ def refuse_reserved(names) -> None:
     """Raise ValueError naming any reserved package in ``names``."""
     bad = [n for n in names if is_reserved(n)]
     if bad:
-        raise ValueError(f"{', '.join(bad)}: reserved for outside evaluation (DESIGN.md section 4); never installed, "
+        raise ValueError(f"{', '.join(bad)}: reserved for outside evaluation (docs/design.md section 4); never installed, "
                          "read, trained or evaluated on here")
 
 
