@@ -283,6 +283,7 @@ def test_real_share_is_a_config_field_and_a_flag():
 
 
 @pytest.mark.slow
+@pytest.mark.apt
 def test_apt_path_installs_the_smallest_package(tmp_path):
     """Runs apt-get where it can (root on Debian): the 2.4 MB fb-music-high, rendered with openmpt123."""
     ok, why = real.apt_status()
