@@ -309,8 +309,11 @@ def test_a_budget_branched_off_a_wsd_run_sees_its_batches_then_decays(synthetic_
                        checkpoint_every=4)
     run, branch = tmp_path / "run", tmp_path / "branch-8"
     common = ["--cache-dir", str(root / "cache"), "--threads", "1", "--no-progress"]
-    assert main(["pretrain", "--data", str(root), "--config", str(config), "--max-steps", "16", "--out", str(run), *common]) == 0
-    assert state_of(run / "branch-8.ckpt")[0] == 6
+    assert main(["pretrain", "--data", str(root), "--config", str(config), "--max-steps", "16", "--out", str(run),
+                 "--until", "10", *common]) == 0
+    assert state_of(run / "last.ckpt")[0] == 10 and state_of(run / "branch-8.ckpt")[0] == 6
+    assert main(["pretrain", "--resume", "--out", str(run), *common]) == 0  # the rest of the run, data from its config
+    assert state_of(run / "last.ckpt")[0] == 16
     assert main(["pretrain", "--branch", str(run), "--budget", "8", "--out", str(branch), *common]) == 0
     rows = lambda folder: {int(r["step"]): r for r in csv.DictReader(open(folder / "metrics.csv")) if r.get("lr")}  # noqa: E731
     long, short = rows(run), rows(branch)
@@ -319,6 +322,7 @@ def test_a_budget_branched_off_a_wsd_run_sees_its_batches_then_decays(synthetic_
     for step in (6, 7):  # the metrics row of step s logs the rate of step s (0-based)
         assert float(short[step]["lr"]) == pytest.approx(1e-3 * lr_factor(step, 8, 2, "wsd", 0.25))
         assert float(long[step]["lr"]) == pytest.approx(1e-3)
+    assert float(long[15]["lr"]) == pytest.approx(1e-3 * lr_factor(15, 16, 2, "wsd", 0.25)) and float(long[15]["lr"]) < 1e-3
     assert float(short[6]["loss"]) == pytest.approx(float(long[6]["loss"]), rel=1e-5)
     saved = yaml.safe_load((branch / "config.yaml").read_text())
     assert saved["max_steps"] == 8 and saved["budgets"] == [] and saved["run"]["branched_from"] == str(run)

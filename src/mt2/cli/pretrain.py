@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "start, decayed over the budget's last decay_fraction of steps (rerun the same command to resume)")
     parser.add_argument("--budget", type=int, help="with --branch: the budget, one of RUN's config 'budgets'")
     parser.add_argument("--max-steps", type=int, help="optimisation steps (sets the cosine schedule's length; default: the config's)")
+    parser.add_argument("--until", type=int, metavar="STEP",
+                        help="stop after STEP steps (last.ckpt is written) without changing the schedule's length: "
+                        "train a long run in pieces, each continued with --resume")
     parser.add_argument("--max-time", help="stop after this wall-clock time, DD:HH:MM:SS (last.ckpt is written)")
     parser.add_argument("--batch-size", type=int, help="tracks per device per step (negatives are gathered over all devices)")
     parser.add_argument("--lr", type=float, help="peak learning rate of AdamW")
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             real_data=str(Path(args.real_data).resolve()) if args.real_data else None, real_share=args.real_share,
         )
     last = pretrain(
-        config, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir, max_time=args.max_time,
+        config, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir, max_time=args.max_time, until=args.until,
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
         progress=not args.no_progress,
     )

@@ -100,8 +100,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus")
 class Soundtrack:
     """Where one package keeps its music: file patterns (fnmatch on the packaged paths; a
     ``.pk3`` or ``.zip`` pattern means zip members matching ``members``), exclusions, how a file
-    becomes audio (``copy``, ``raw`` or ``module``), the suffix of files that have none
-    (``suffix``), and the shortest track kept (``min_seconds``)."""
+    becomes audio (``copy``, ``raw`` or ``module``), and the shortest track kept (``min_seconds``)."""
 
     name: str
     package: str
@@ -110,7 +109,6 @@ class Soundtrack:
     members: tuple[str, ...] = ()
     kind: str = "copy"
     score_package: str | None = None
-    suffix: str = ""
     min_seconds: float = MIN_SECONDS
 
 
@@ -143,7 +141,7 @@ PACKAGES = (
     Soundtrack("xmoto", "xmoto-data", ("*/xmoto/Textures/Musics/*.ogg",)),
     Soundtrack("openclonk", "openclonk-data", ("*/openclonk/Music.ocg/*.ogg",)),
     Soundtrack("scorched3d", "scorched3d-data", ("*/scorched3d/data/globalmods/*/data/music/*.ogg",)),
-    Soundtrack("lincity-ng", "lincity-ng-data", ("*/lincity-ng/music/*/[0-9][0-9]",), suffix=".ogg"),
+    Soundtrack("lincity-ng", "lincity-ng-data", ("*/lincity-ng/music/*/*.ogg",)),
     Soundtrack("pingus", "pingus-data", ("*/pingus/data/music/*.it", "*/pingus/data/music/*.s3m",
                                          "*/pingus/data/music/*.xm", "*/pingus/data/music/*.mod"), kind="module"),
 )
@@ -198,7 +196,7 @@ def package_candidates(spec: Soundtrack, files: list[Path], root: Path = Path("/
                     f"{Path(packaged).parent}/{member}", "copy",
                     lambda path=path, member=member: zipfile.ZipFile(path).read(member), Path(member).suffix.lower()))
             continue
-        suffix = ".flac" if spec.kind in ("raw", "module") else (path.suffix.lower() or spec.suffix)
+        suffix = ".flac" if spec.kind in ("raw", "module") else path.suffix.lower()
         found.append(Candidate(spec.name, spec.package, path.stem, packaged, packaged, spec.kind,
                                lambda path=path: path.read_bytes(), suffix, scores.get(path.stem)))
     return found

@@ -216,12 +216,16 @@ class CachedSource:
     def prepare(self, progress: bool = True) -> CQTCache | TrackCQTCache:
         """Build (or reuse) the cache of every listed file; report the unreadable ones."""
         if self._cache is None:
-            paths = [r["path"] for r in self.tracks.rows]
+            paths = [r["path"] for r in self._cached_rows()]
             self._cache = self.build_cache(paths, self.tracks.root, self.cache_dir, progress=progress)
             if self._cache.skipped:
                 log.warning("%d unreadable %s(s) skipped (reasons in the cache index under %s)", len(self._cache.skipped),
                             self.entry, self.cache_dir)
         return self._cache
+
+    def _cached_rows(self) -> list[dict]:
+        """The rows whose CQT is cached: every row (the online probes read the valid and test ones)."""
+        return self.tracks.rows
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -347,6 +351,11 @@ class RealSource(CachedSource):
     def __init__(self, tracks: TrackList, cache_dir: str | os.PathLike) -> None:
         super().__init__(tracks, cache_dir)
         self.kind = "real"
+
+    def _cached_rows(self) -> list[dict]:
+        """The training rows only: nothing reads a real valid, test or held-out track's CQT while
+        training (the online probes read the rendered corpus)."""
+        return self.tracks.training_rows()
 
     def hours(self) -> float:
         cache = self.prepare()

@@ -24,6 +24,7 @@ per device and the negatives grow with the number of devices.
 """
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
@@ -271,6 +272,38 @@ def branch_config(run: str | os.PathLike, budget: int, out: str | os.PathLike) -
     return config
 
 
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger, except that a resumed run keeps what its earlier pieces logged:
+    Lightning's deletes ``metrics.csv`` when it starts. The rows of steps before
+    ``resume_step`` (the checkpoint's step; later rows were logged by a piece killed after its
+    last checkpoint, and are logged again) are written back under their header, and new rows
+    are appended to it."""
+
+    def __init__(self, *args, resume_step: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume_step = resume_step
+
+    @property
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        kept, header = [], []
+        if self._resume_step is not None and path.is_file():
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                header = list(reader.fieldnames or [])
+                kept = [row for row in reader if row.get("step") and int(float(row["step"])) < self._resume_step]
+        writer = super().experiment  # deletes metrics.csv
+        if kept:
+            with open(path, "w", newline="") as handle:
+                table = csv.DictWriter(handle, fieldnames=sorted(header))
+                table.writeheader()
+                table.writerows(kept)
+            writer.metrics_keys = sorted(header)
+        return writer
+
+
 def _precision(config: PretrainConfig, accelerator: str) -> str:
     """``auto``: bf16 autocast where a GPU trains, full fp32 on CPU."""
     if config.precision != "auto":
@@ -300,6 +333,7 @@ def pretrain(
     resume: bool = False,
     cache_dir: str | os.PathLike | None = None,
     max_time: str | None = None,
+    until: int | None = None,
     accelerator: str = "auto",
     devices: int | str = "auto",
     num_nodes: int = 1,
@@ -314,6 +348,8 @@ def pretrain(
         out: run folder: ``config.yaml``, ``last.ckpt``, ``best.ckpt``, ``metrics.csv``,
             ``training_curves.png``, ``cache/`` (the CQT cache unless ``cache_dir``).
         max_time: wall-clock limit, Lightning's ``DD:HH:MM:SS``.
+        until: stop after this many steps (``last.ckpt`` written) while the schedule keeps its
+            length ``config.max_steps``: a long run in pieces; resume it to go on.
         accelerator, devices, num_nodes, strategy: passed to :class:`lightning.Trainer`.
     """
     out = Path(out)
@@ -345,7 +381,8 @@ def pretrain(
     ))
     if progress:
         callbacks.append(StepProgressBar())
-    loggers = [CSVLogger(out, name="", version="", flush_logs_every_n_steps=config.log_every)]
+    resume_step = torch.load(last, map_location="cpu", weights_only=True)["global_step"] if resume else None
+    loggers = [ResumableCSVLogger(out, name="", version="", flush_logs_every_n_steps=config.log_every, resume_step=resume_step)]
     if find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -356,7 +393,7 @@ def pretrain(
         num_nodes=num_nodes,
         strategy=strategy,
         precision=_precision(config, accelerator),
-        max_steps=config.max_steps,
+        max_steps=min(until, config.max_steps) if until else config.max_steps,
         max_time=max_time,
         gradient_clip_val=config.grad_clip,
         log_every_n_steps=config.log_every,

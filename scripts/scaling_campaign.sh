@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The scaling campaign (docs/scaling/README.md), in resumable pieces.
+#
+#   scripts/scaling_campaign.sh train SEED UNTIL    # the long wsd run of seed SEED, continued up to step UNTIL
+#   scripts/scaling_campaign.sh branch SEED BUDGET  # finish budget BUDGET off that run, export it (calibrated, mode probe)
+#   scripts/scaling_campaign.sh snapshot SEED       # copy what resuming needs into campaign/sSEED (committed)
+#
+# The data are rebuilt by command where missing (data/medium: rendered; data/real: Debian packages).
+# On a fresh machine `train` starts from the committed snapshot campaign/sSEED (last.ckpt, the
+# branch checkpoints not yet finished, config.yaml, metrics.csv), so a cut-off costs the steps
+# since the last snapshot. Every piece can be killed and run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MT2=${MT2:-.venv/bin/mt2}
+THREADS=${THREADS:-1}
+action=${1:?train, branch or snapshot}
+seed=${2:?seed}
+run=runs/scaling/s$seed
+snap=campaign/s$seed
+cache=runs/scaling/cache
+
+need_data() {
+  [ -f data/medium/manifest.jsonl ] || $MT2 corpus render data/medium --size medium --seed 7
+  [ -f data/real/manifest.jsonl ] || $MT2 corpus real data/real
+}
+
+case $action in
+  train)
+    until=${3:?until step}
+    need_data
+    if [ ! -f $run/last.ckpt ] && [ -f $snap/last.ckpt ]; then
+      mkdir -p $run && cp $snap/* $run/
+    fi
+    if [ -f $run/last.ckpt ]; then
+      $MT2 pretrain --resume --out $run --until "$until" --cache-dir $cache --threads "$THREADS" --no-progress
+    else
+      $MT2 pretrain --data data/medium --real-data data/real --config docs/scaling/campaign.yaml --seed "$seed" \
+        --out $run --until "$until" --cache-dir $cache --threads "$THREADS" --no-progress
+    fi
+    ;;
+  branch)
+    budget=${3:?budget}
+    out=runs/scaling/s$seed-b$budget
+    if [ ! -f $run/branch-$budget.ckpt ] && [ -f $snap/branch-$budget.ckpt ]; then
+      mkdir -p $run && cp $snap/branch-$budget.ckpt $snap/config.yaml $run/
+    fi
+    $MT2 pretrain --branch $run --budget "$budget" --out "$out" --cache-dir $cache --threads "$THREADS" --no-progress
+    $MT2 export "$out/last.ckpt" runs/scaling/models/s$seed-b$budget --mode-probe data/medium
+    ;;
+  snapshot)
+    mkdir -p $snap
+    for file in config.yaml last.ckpt metrics.csv; do
+      cp $run/$file $snap/.$file.tmp && mv $snap/.$file.tmp $snap/$file
+    done
+    for ckpt in $run/branch-*.ckpt; do
+      [ -e "$ckpt" ] || continue
+      budget=$(basename "$ckpt" .ckpt); budget=${budget#branch-}
+      if [ -d runs/scaling/models/s$seed-b$budget ]; then
+        rm -f $snap/branch-$budget.ckpt  # finished: its model is measured, the checkpoint is not needed again
+      else
+        cp "$ckpt" $snap/.tmp.ckpt && mv $snap/.tmp.ckpt $snap/branch-$budget.ckpt
+      fi
+    done
+    ;;
+  *)
+    echo "unknown action $action: train, branch or snapshot" >&2
+    exit 2
+    ;;
+esac
