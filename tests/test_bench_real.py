@@ -70,7 +70,7 @@ def test_real_section_runs_and_reports(small_real_corpus, tmp_path):
     settings = bench_real.RealSettings(str(small_real_corpus / "corpus"), seeds=[0], resamples=50, probe_steps=30,
                                        seconds=4.0, extras=False, progress=False)
     section = bench_real.run_real({"tiny": encoder}, settings, FeatureCache(tmp_path / "cache"), tmp_path / "work")
-    assert section["excerpts"]["by_split"] == {"train": 6 * 3, "valid": 3 * 2, "test": 3 * 2}
+    assert section["excerpts"]["by_split"] == {"train": 6 * 3, "valid": 3 * 2, "test": 3 * 2, "holdout": 0}
     assert section["excerpts"]["shifted"] == 6 * 11
     ident = section["identification"]
     assert set(ident) == {bench_real.MFCC, "tiny average", "tiny contrastive", "tiny equivariant"}

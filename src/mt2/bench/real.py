@@ -3,7 +3,8 @@
 
 Excerpts (:func:`mt2.evaluation.real_music.make_excerpts`, shared with the recipe study)
 are cut once and cached as 16 kHz mono FLAC: 10-s crops, 3 per training track, 2 per valid and
-test track, and each test excerpt pitch-shifted by resampling by n = -5..+6 semitones.
+test track and of the held-out soundtrack's tracks, and each test excerpt pitch-shifted by
+resampling by n = -5..+6 semitones.
 
 * **Soundtrack identification**: one linear probe (:mod:`mt2.bench.probe`: the benchmark's
   probe, grid selected on the valid tracks' excerpts) on clip embeddings of each readout
@@ -14,7 +15,9 @@ test track, and each test excerpt pitch-shifted by resampling by n = -5..+6 semi
 * **Same-track retrieval** (no probe): the two excerpts of each test track, each querying all
   the other test excerpts by cosine similarity of features standardised with the training
   excerpts' mean and standard deviation (no fitted weights); top-1 (the nearest is the other
-  half of its track) and mean reciprocal rank of the other half, MFCC statistics beside.
+  half of its track) and mean reciprocal rank of the other half, MFCC statistics beside; and
+  the same among the excerpts of the soundtrack held out whole (split ``holdout``, music of
+  a game no run trains on: :data:`mt2.corpus.real.HOLDOUT`).
 * **Key without labels**: ``encoder.key`` on the test excerpts and their shifted copies:
   *followed*: share of (excerpt, ``n != 0``) pairs where the estimate of the copy is the
   estimate of the excerpt moved by exactly ``n`` semitones, same mode (a "no key" on either
@@ -299,6 +302,9 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
     train_vectors = {name: np.stack([items[index[e.path]] for e in plain if e.split == "train" and items[index[e.path]] is not None])
                      for name, items in vectors.items()}
     test_vectors = {name: [items[index[e.path]] for e in test] for name, items in vectors.items()}
+    held = [e for e in plain if e.split == "holdout"]
+    held_vectors = {name: [items[index[e.path]] for e in held] for name, items in vectors.items()}
+    counts_held = resample_counts(len(held), settings.resamples, seed, [e.track for e in held]) if held else None
     hours = {}
     for row in rows:
         hours[row["soundtrack"]] = hours.get(row["soundtrack"], 0.0) + row["duration"] / 3600
@@ -311,6 +317,7 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
         "systems": systems, "extras": extra_status,
         "identification": identification(vectors, plain, settings.seeds, counts_test, settings.probe_steps),
         "retrieval": retrieval(test_vectors, test, train_vectors, counts_test),
+        "holdout_retrieval": retrieval(held_vectors, held, train_vectors, counts_held) if held else {},
         "key": key_measures(keys, key_set, seed, settings.resamples, SLOW_EXTRAS) if keys else {},
         "reference": reference,
     }
@@ -375,6 +382,10 @@ def real_markdown(section: dict) -> list[str]:
     lines += ["", "### Same-track retrieval (cosine, no probe)", ""]
     lines += markdown_table(["features", "top-1", "MRR"],
                             [[name, _cell(r["top1"]), _cell(r["mrr"])] for name, r in section["retrieval"].items()])
+    if section.get("holdout_retrieval"):
+        lines += ["", "### Same-track retrieval on the held-out soundtrack (cosine, no probe)", ""]
+        lines += markdown_table(["features", "top-1", "MRR"], [[name, _cell(r["top1"]), _cell(r["mrr"])]
+                                                               for name, r in section["holdout_retrieval"].items()])
     lines += ["", "### Key without labels", ""]
     lines += ["Extras: " + "; ".join(f"{k}: {v}" for k, v in section["extras"].items()) + ".", ""]
     names = list(section["key"])

@@ -16,8 +16,9 @@ the tempo with it).
 followed), ``no_key`` (share of unshifted test excerpts answered "no key"), ``retrieval_top1``
 and ``retrieval_mrr`` (the two excerpts of each test track, each querying the other test
 excerpts by cosine of the average embedding standardised with the training excerpts' mean and
-standard deviation) and ``soundtrack_knn`` (nearest training excerpt's soundtrack, same
-features). The benchmark scores the same excerpts with intervals, a linear probe and MFCC,
+standard deviation), ``holdout_top1`` and ``holdout_mrr`` (the same among the excerpts of the
+soundtrack held out whole: music of a game no run has heard) and ``soundtrack_knn`` (nearest
+training excerpt's soundtrack, same features). The benchmark scores the same excerpts with intervals, a linear probe and MFCC,
 essentia and madmom beside: their key estimators are here (:func:`essentia_key_estimator`,
 :func:`madmom_key_estimator`), each taking mono audio at :data:`REFERENCE_RATE`.
 """
@@ -39,8 +40,8 @@ from mt2.inference import NO_KEY
 from mt2.keys import key_name, parse_key, pitch_class_of, signature_of
 
 EXCERPT_SECONDS = 10.0
-#: Excerpts per track by split.
-EXCERPTS = {"train": 3, "valid": 2, "test": 2}
+#: Excerpts per track by split (``holdout``: the soundtrack held out whole, :data:`mt2.corpus.real.HOLDOUT`).
+EXCERPTS = {"train": 3, "valid": 2, "test": 2, "holdout": 2}
 #: Semitone shifts of the key measures (0 is the excerpt itself).
 SHIFTS = tuple(range(-5, 7))
 #: The key reference (:func:`reference_measures`): longer excerpts of the tracks no run trains on.
@@ -306,21 +307,26 @@ def real_measures(encoder, folder: str | os.PathLike, cache_dir: str | os.PathLi
     except FileNotFoundError as error:
         return {"error": str(error)}
     excerpts = make_excerpts(root, rows, Path(cache_dir), seconds, progress=False)
-    plain = [e for e in excerpts if e.shift == 0 and e.split in ("train", "test")]
+    plain = [e for e in excerpts if e.shift == 0 and e.split in ("train", "test", "holdout")]
 
     def load(path: Path) -> np.ndarray:
         return sf.read(path, dtype="float32")[0]
 
     vectors = np.stack([encoder.embed(load(e.path), SAMPLE_RATE).clip for e in plain])
-    train = np.array([e.split == "train" for e in plain])
+    split = np.array([e.split for e in plain])
+    train, is_test, is_held = split == "train", split == "test", split == "holdout"
     test = [e for e in plain if e.split == "test"]
-    ranks = partner_ranks(vectors[~train], [e.track for e in test], vectors[train])
-    x_train, x_test = _standardised(vectors[train], vectors[train]), _standardised(vectors[~train], vectors[train])
+    ranks = partner_ranks(vectors[is_test], [e.track for e in test], vectors[train])
+    held = partner_ranks(vectors[is_held], [e.track for e, h in zip(plain, is_held) if h], vectors[train]) if is_held.any() else []
+    x_train, x_test = _standardised(vectors[train], vectors[train]), _standardised(vectors[is_test], vectors[train])
     nearest = (x_test @ x_train.T).argmax(1)
     train_tracks = [e for e in plain if e.split == "train"]
     result = {"retrieval_top1": float(np.mean([r == 1 for r in ranks])), "retrieval_mrr": float(np.mean([1 / r for r in ranks])),
               "soundtrack_knn": float(np.mean([train_tracks[j].soundtrack == e.soundtrack for j, e in zip(nearest, test)])),
               "test_excerpts": len(test)}
+    if held:
+        result.update(holdout_top1=float(np.mean([r == 1 for r in held])), holdout_mrr=float(np.mean([1 / r for r in held])),
+                      holdout_excerpts=len(held))
     try:
         encoder.check_key_support()
     except ValueError as error:
