@@ -144,7 +144,18 @@ PACKAGES = (
     Soundtrack("lincity-ng", "lincity-ng-data", ("*/lincity-ng/music/*/*.ogg",)),
     Soundtrack("pingus", "pingus-data", ("*/pingus/data/music/*.it", "*/pingus/data/music/*.s3m",
                                          "*/pingus/data/music/*.xm", "*/pingus/data/music/*.mod"), kind="module"),
+    Soundtrack("warmux", "warmux-data", ("*/warmux/music/*/*.ogg",)),
+    Soundtrack("trackballs", "trackballs-data", ("*/trackballs/music/*.ogg",)),
+    Soundtrack("btanks", "btanks-data", ("*/btanks/data/tunes/*.ogg",)),
+    Soundtrack("zaz", "zaz-data", ("*/games/zaz/mus*.ogg",)),
+    Soundtrack("pathological", "pathological", ("*/pathological/music/*.ogg",)),
+    Soundtrack("lordsawar", "lordsawar-data", ("*/lordsawar/music/*.ogg",)),
+    Soundtrack("ardentryst", "ardentryst", ("*/ardentryst/Music/*.ogg",)),
+    Soundtrack("torcs", "torcs-data", ("*/torcs/data/music/*.ogg",)),
 )
+#: The 23 packages the scaling campaign's corpus was built from (docs/scaling/README.md): the
+#: list as it was before lincity-ng's tracks were matched and the last eight were added.
+CAMPAIGN_PACKAGES = tuple(s.package for s in PACKAGES[:24] if s.package != "lincity-ng-data")
 #: xblast-tnt's songs: unsigned 8-bit PCM, interleaved stereo, 22,050 Hz (its sound server's
 #: SAMPLE_RATE, SAMPLE_SIZE; the songs are its only samples not flagged mono).
 RAW_RATE, RAW_CHANNELS = 22050, 2

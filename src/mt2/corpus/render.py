@@ -23,11 +23,11 @@ import soxr
 from mt2.corpus.instruments import DRUM_PROGRAM, instrument
 from mt2.corpus.manifest import make_record
 from mt2.corpus.piece import Piece
+from mt2.frontend import SAMPLE_RATE
 from mt2.keys import NO_CHORD
 
-#: Synthesis rate; clips are resampled to SAMPLE_RATE.
+#: Synthesis rate; clips are resampled to the frontend's SAMPLE_RATE.
 RENDER_RATE = 44100
-SAMPLE_RATE = 16000
 #: Peak amplitude of every clip after normalisation.
 PEAK = 0.9
 #: A clip whose peak before normalisation is below this is an error (nothing sounded).
