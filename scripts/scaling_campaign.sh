@@ -3,7 +3,11 @@
 #
 #   scripts/scaling_campaign.sh train SEED UNTIL    # the long wsd run of seed SEED, continued up to step UNTIL
 #   scripts/scaling_campaign.sh branch SEED BUDGET  # finish budget BUDGET off that run, export it (calibrated, mode probe)
+#   scripts/scaling_campaign.sh measure SEED BUDGET # the study's measures of that model -> runs/scaling/study/runs.jsonl
 #   scripts/scaling_campaign.sh snapshot SEED       # copy what resuming needs into campaign/sSEED (committed)
+#
+# Each train and branch piece appends "action seed step/budget start end" (unix seconds) to
+# runs/scaling/sSEED/pieces.tsv (kept in the snapshot): the wall-clock each budget cost.
 #
 # The data are rebuilt by command where missing (data/medium: rendered; data/real: Debian packages).
 # On a fresh machine `train` starts from the committed snapshot campaign/sSEED (last.ckpt, the
@@ -33,12 +37,14 @@ case $action in
     if [ ! -f $run/last.ckpt ] && [ -f $snap/last.ckpt ]; then
       mkdir -p $run && cp $snap/* $run/
     fi
+    start=$(date +%s)
     if [ -f $run/last.ckpt ]; then
       $MT2 pretrain --resume --out $run --until "$until" --cache-dir $cache --threads "$THREADS" --no-progress
     else
       $MT2 pretrain --data data/medium --real-data data/real --config docs/scaling/campaign.yaml --seed "$seed" \
         --out $run --until "$until" --cache-dir $cache --threads "$THREADS" --no-progress
     fi
+    printf 'train\t%s\t%s\t%s\t%s\n' "$seed" "$until" "$start" "$(date +%s)" >> $run/pieces.tsv
     ;;
   branch)
     budget=${3:?budget}
@@ -46,12 +52,20 @@ case $action in
     if [ ! -f $run/branch-$budget.ckpt ] && [ -f $snap/branch-$budget.ckpt ]; then
       mkdir -p $run && cp $snap/branch-$budget.ckpt $snap/config.yaml $run/
     fi
+    start=$(date +%s)
     $MT2 pretrain --branch $run --budget "$budget" --out "$out" --cache-dir $cache --threads "$THREADS" --no-progress
     $MT2 export "$out/last.ckpt" runs/scaling/models/s$seed-b$budget --mode-probe data/medium
+    printf 'branch\t%s\t%s\t%s\t%s\n' "$seed" "$budget" "$start" "$(date +%s)" >> $run/pieces.tsv
+    ;;
+  measure)
+    budget=${3:?budget}
+    $MT2 study --evaluate runs/scaling/models/s$seed-b$budget --corpus data/medium --real data/real \
+      --out runs/scaling/study --threads "$THREADS"
     ;;
   snapshot)
     mkdir -p $snap
-    for file in config.yaml last.ckpt metrics.csv; do
+    for file in config.yaml last.ckpt metrics.csv pieces.tsv; do
+      [ -f $run/$file ] || continue
       cp $run/$file $snap/.$file.tmp && mv $snap/.$file.tmp $snap/$file
     done
     for ckpt in $run/branch-*.ckpt; do
@@ -65,7 +79,7 @@ case $action in
     done
     ;;
   *)
-    echo "unknown action $action: train, branch or snapshot" >&2
+    echo "unknown action $action: train, branch, measure or snapshot" >&2
     exit 2
     ;;
 esac
