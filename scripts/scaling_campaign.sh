@@ -25,9 +25,9 @@ cache=runs/scaling/cache
 
 need_data() {
   [ -f data/medium/manifest.jsonl ] || $MT2 corpus render data/medium --size medium --seed 7
-  # the campaign's real corpus: the 23 packages it was started on (mt2.corpus.real.CAMPAIGN_PACKAGES), 489 tracks
+  # the campaign's real corpus: the 23 packages it was started on (mt2.corpus.soundtracks.CAMPAIGN_PACKAGES), 489 tracks
   [ -f data/real/manifest.jsonl ] || $MT2 corpus real data/real --packages $(.venv/bin/python -c \
-    "from mt2.corpus.real import CAMPAIGN_PACKAGES; print(' '.join(CAMPAIGN_PACKAGES))")
+    "from mt2.corpus.soundtracks import CAMPAIGN_PACKAGES; print(' '.join(CAMPAIGN_PACKAGES))")
 }
 
 case $action in

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from mt2.cli import main
-from mt2.corpus import debian, real
+from mt2.corpus import debian, real, soundtracks
 from mt2.data.views import ViewConfig
 
 SR = 22050
@@ -97,7 +97,7 @@ def test_reserved_packages_are_refused_by_name(tmp_path):
             real.build_real_corpus(tmp_path, packages=["asc-music", name], install=False, log=lambda _: None)
         with pytest.raises(ValueError, match="reserved"):
             debian.fetch_package(name, tmp_path / "cache", log=lambda _: None)
-    assert not any(debian.is_reserved(s.package) for s in real.PACKAGES)
+    assert not any(debian.is_reserved(s.package) for s in soundtracks.PACKAGES)
     assert not (tmp_path / "cache").exists()
     assert main(["corpus", "real", str(tmp_path / "x"), "--no-install", "--packages", "warzone2100-music"]) == 2
 
@@ -109,10 +109,10 @@ def test_pk3_members_sound_effects_and_licenses(tmp_path):
         archive.writestr("music/", b"")
         archive.writestr("music/a.ogg", b"x")
         archive.writestr("sound/step.ogg", b"y")
-    spec = real.Soundtrack("game", "game-music", ("*.pk3",), members=("music/*.ogg",))
+    spec = soundtracks.Soundtrack("game", "game-music", ("*.pk3",), members=("music/*.ogg",))
     found = real.package_candidates(spec, [pk3, tmp_path / "readme.txt"])
     assert [c.origin for c in found] == [f"{pk3}:music/a.ogg"] and found[0].read() == b"x"
-    hyper = real.PACKAGES[3]
+    hyper = soundtracks.PACKAGES[3]
     files = [Path("/usr/share/hyperrogue/music/a.ogg"), Path("/usr/share/hyperrogue/sounds/b.ogg")]
     assert [c.name for c in real.package_candidates(hyper, files)] == ["a"]
 
@@ -184,8 +184,8 @@ def test_fetched_packages_give_music_folders_long_tracks_packaged_origins_and_li
     })
     _fake_deb(tmp_path, "other-data", {f"/usr/share/other/music/{n}.ogg": ogg(30.5, f) for n, f in (("x", 200.0), ("y", 300.0))})
     monkeypatch.setattr(real, "installed_files", lambda package: [])
-    monkeypatch.setattr(real, "PACKAGES", (real.Soundtrack("toy", "toy-data", ("*/games/toy/music/*.ogg",)),
-                                           real.Soundtrack("other", "other-data", ("*/other/music/*.ogg",))))
+    monkeypatch.setattr(real, "PACKAGES", (soundtracks.Soundtrack("toy", "toy-data", ("*/games/toy/music/*.ogg",)),
+                                           soundtracks.Soundtrack("other", "other-data", ("*/other/music/*.ogg",))))
     monkeypatch.setattr(real, "HOLDOUT", "other")
     messages = []
     corpus = real.build_real_corpus(tmp_path / "out", cache=tmp_path / "cache", log=messages.append)
