@@ -5,8 +5,8 @@ Reads the study rows of the budget models (``mt2 study --evaluate runs/scaling/m
 instrument kNN, the real-music measures), each branch's ``metrics.csv`` (training loss: mean
 of its last 50 logged steps) and the campaign's piece times (``campaign/sS/pieces.tsv``), and
 adds same-track retrieval with 95 % intervals (whole tracks resampled; :mod:`mt2.evaluation.stats`)
-on the real test split and on the held-out soundtrack, for every model and for MFCC statistics
-on the same excerpts. Writes ``OUT/curve.json``, ``OUT/curve.md`` and ``OUT/curve.png``.
+on the real test split and on the held-out soundtrack, for every model and, on the same
+excerpts, for MFCC statistics, the shipped models and their networks with random weights. Writes ``OUT/curve.json``, ``OUT/curve.md`` and ``OUT/curve.png``.
 
     python scripts/scaling_table.py --study runs/scaling/study/runs.jsonl --real data/real --out docs/scaling
 """
@@ -23,6 +23,7 @@ import soundfile as sf
 
 import mt2
 from mt2.bench.baselines import log_mel, mfcc_statistics
+from mt2.bench.loading import random_encoder
 from mt2.evaluation.real_music import make_excerpts, partner_ranks, read_manifest
 from mt2.evaluation.stats import Ratio, interval, resample_counts
 from mt2.frontend import SAMPLE_RATE
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=Path("data/real"))
     parser.add_argument("--runs", type=Path, default=Path("runs/scaling"))
     parser.add_argument("--out", type=Path, default=Path("docs/scaling"))
+    parser.add_argument("--reference", nargs="*", default=["mt2", "mt2-tiny", "random:mt2", "random:mt2-tiny"],
+                        help="systems measured beside on retrieval: shipped names or folders, random:NAME for NAME's "
+                        "network with random weights (seed 0)")
     args = parser.parse_args()
 
     rows = {}
@@ -73,9 +77,13 @@ def main() -> None:
                 if e.shift == 0 and e.split in ("train", "test", "holdout")]
     audio = [sf.read(e.path, dtype="float32")[0] for e in excerpts]
     vectors = {"MFCC statistics": np.stack([mfcc_statistics(log_mel(a)) for a in audio])}
-    for seed, budget in sorted(rows):
-        encoder = mt2.load(args.runs / "models" / f"s{seed}-b{budget}")
-        vectors[f"s{seed}-b{budget}"] = np.stack([encoder.embed(a, SAMPLE_RATE).clip for a in audio])
+    encoders = {f"s{seed}-b{budget}": mt2.load(args.runs / "models" / f"s{seed}-b{budget}") for seed, budget in sorted(rows)}
+    for name in args.reference:
+        source = name.removeprefix("random:")
+        encoders[name if source == name else f"{source}, random weights"] = (
+            random_encoder(mt2.load(source), 0) if source != name else mt2.load(name))
+    for name, encoder in encoders.items():
+        vectors[name] = np.stack([encoder.embed(a, SAMPLE_RATE).clip for a in audio])
     retrieval = {split: retrieval_intervals(vectors, excerpts, split) for split in ("test", "holdout")}
 
     curve = []
@@ -91,8 +99,8 @@ def main() -> None:
             "training_loss": training_loss(args.runs / name),
         })
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "curve.json").write_text(json.dumps({"curve": curve, "mfcc": {s: retrieval[s]["MFCC statistics"]
-                                                                              for s in retrieval}}, indent=1) + "\n")
+    references = {name: {split: retrieval[split][name] for split in retrieval} for name in vectors if not NAME.fullmatch(name)}
+    (args.out / "curve.json").write_text(json.dumps({"curve": curve, "references": references}, indent=1) + "\n")
 
     def cell(value, digits=3):
         if value is None:
@@ -105,9 +113,9 @@ def main() -> None:
     body = [[str(c["seed"]), f"{c['budget']:,}", cell(c["key_signature"]), cell(c["followed"]), cell(c["mirex_vs_essentia"]),
              cell(c["test_retrieval"]), cell(c["holdout_retrieval"]), cell(c["soundtrack_knn"]),
              cell(c["instrument_knn_token1"]), cell(c["training_loss"])] for c in curve]
-    body.append(["MFCC", "–", "–", "–", "–", cell(retrieval["test"]["MFCC statistics"]),
-                 cell(retrieval["holdout"]["MFCC statistics"]), "–", "–", "–"])
-    header = ["seed", "steps", "corpus key sig.", "real: transp. followed", "real: MIREX vs essentia",
+    for name in [n for n in vectors if not NAME.fullmatch(n)]:
+        body.append([name, "–", "–", "–", "–", cell(retrieval["test"][name]), cell(retrieval["holdout"][name]), "–", "–", "–"])
+    header = ["seed / system", "steps", "corpus key sig.", "real: transp. followed", "real: MIREX vs essentia",
               "real test: same-track top-1", "held-out: same-track top-1", "real: soundtrack kNN", "instr. kNN tok1",
               "training loss (last 50)"]
     (args.out / "curve.md").write_text("\n".join(markdown_table(header, body)) + "\n")
