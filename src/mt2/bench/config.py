@@ -55,6 +55,8 @@ class BenchConfig:
     real: str | None = None  # a real-music corpus (mt2 corpus real): the real-recordings section (mt2.bench.real)
     real_only: bool = False  # only that section, no corpus tasks
     key_estimators: list[str] = field(default_factory=list)  # zero-shot key rows of KEY_ESTIMATORS (mt2.bench.key_estimators)
+    # (candidate, shipped) model pairs of the ship gate (mt2.bench.gate): results.json gets their paired rows
+    gate_pairs: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -68,6 +70,12 @@ class BenchConfig:
             raise ValueError(f"unknown key estimators {unknown}; known: {', '.join(KEY_ESTIMATORS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {self.seeds}: give one or more distinct probe seeds (three or more for a spread)")
+        unpaired = [name for pair in self.gate_pairs for name in pair if name not in self.models]
+        if unpaired:
+            raise ValueError(f"the gate's models {unpaired} are not among the run's models {self.models}")
+        if self.gate_pairs and (self.real is None or self.real_only or "key" not in self.tasks):
+            raise ValueError("the ship gate reads the real-music measures and the corpus key task: give --real DIR, "
+                             "no --real-only, and the key task")
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}

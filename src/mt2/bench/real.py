@@ -29,6 +29,13 @@ resampling by n = -5..+6 semitones.
   through ffmpeg), and where one is not installed its column says so. essentia's own
   transposition following is measured on the same copies.
 
+**Paired rows** (the ship gate, :mod:`mt2.bench.gate`): for each ``(candidate, shipped)`` label
+pair of :attr:`RealSettings.pairs`, every candidate row of identification (accuracy), retrieval
+and held-out retrieval (top-1, MRR), key (transpositions followed) and the essentia reference
+(MIREX) gets ``paired``: ``{"against": the shipped row, METRIC: {"difference": [value, low,
+high], "verdict": ...}}``, candidate minus shipped on the same resamples
+(:func:`mt2.evaluation.stats.paired_difference`, :func:`~mt2.evaluation.stats.verdict`).
+
 Features and key estimates go through the benchmark's feature cache
 (:mod:`mt2.bench.features`), keyed by the model's weights hash; key estimates are keyed also
 by the inference source (the no-key rule lives there) and essentia's and madmom's versions.
@@ -48,7 +55,9 @@ from mt2.evaluation.real_music import (
     EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, REFERENCE_SECONDS, SHIFTS, Excerpt, against_reference, essentia_key_estimator,
     followed, madmom_key_estimator, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
 )
-from mt2.evaluation.stats import RESAMPLES, Interval, Mean, Ratio, interval, paired_difference, resample_counts, verdict
+from mt2.evaluation.stats import (
+    RESAMPLES, Interval, Mean, Ratio, Statistic, interval, paired_difference, resample_counts, verdict,
+)
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import NO_KEY
 from mt2.keys import MODES, key_name, parse_key
@@ -153,9 +162,24 @@ def _interval_list(i: Interval) -> list[float]:
     return [i.value, i.low, i.high]
 
 
-def identification(vectors: dict[str, list], excerpts: list[Excerpt], seeds, counts: np.ndarray, steps: int = STEPS) -> dict:
+def _add_paired(rows: dict, stats: dict[str, dict[str, Statistic]], against: dict[str, str], counts: np.ndarray) -> None:
+    """Give each row named in ``against`` (row -> its shipped counterpart), where both were
+    measured, ``paired``: per metric of ``stats``, the row minus its counterpart on the same
+    resamples ``counts`` and its verdict (module docstring)."""
+    for name, other in against.items():
+        if name in stats and other in stats:
+            paired: dict = {"against": other}
+            for metric, statistic in stats[name].items():
+                difference = paired_difference(statistic, stats[other][metric], counts)
+                paired[metric] = {"difference": _interval_list(difference), "verdict": verdict(difference)}
+            rows[name]["paired"] = paired
+
+
+def identification(vectors: dict[str, list], excerpts: list[Excerpt], seeds, counts: np.ndarray, steps: int = STEPS,
+                   against: dict[str, str] | None = None) -> dict:
     """Accuracy of a linear probe per feature set (``vectors[name]``: one vector or None per
-    excerpt, unshifted excerpts only) on the test tracks' excerpts, with paired differences to MFCC."""
+    excerpt, unshifted excerpts only) on the test tracks' excerpts, with paired differences to MFCC
+    (and, for the rows of ``against``, to their counterparts: :func:`_add_paired`)."""
     classes = sorted({e.soundtrack for e in excerpts})
     label = np.array([classes.index(e.soundtrack) for e in excerpts])
     split = np.array([e.split for e in excerpts])
@@ -180,38 +204,43 @@ def identification(vectors: dict[str, list], excerpts: list[Excerpt], seeds, cou
                 difference = paired_difference(stats[name], stats[MFCC], counts)
                 rows[name]["minus_mfcc"] = _interval_list(difference)
                 rows[name]["verdict"] = verdict(difference)
+    _add_paired(rows, {name: {"accuracy": stat} for name, stat in stats.items()}, against or {}, counts)
     return rows
 
 
-def retrieval(vectors: dict[str, list], excerpts: list[Excerpt], train_vectors: dict[str, np.ndarray], counts: np.ndarray) -> dict:
+def retrieval(vectors: dict[str, list], excerpts: list[Excerpt], train_vectors: dict[str, np.ndarray], counts: np.ndarray,
+              against: dict[str, str] | None = None) -> dict:
     """Top-1 and MRR of same-track retrieval among the test excerpts (pairs by track), per feature set
-    (:func:`mt2.evaluation.real_music.partner_ranks`)."""
-    rows = {}
+    (:func:`mt2.evaluation.real_music.partner_ranks`); the rows of ``against`` also paired (:func:`_add_paired`)."""
+    rows, stats = {}, {}
     for name, items in vectors.items():
         train = train_vectors[name]
         x = np.stack([v if v is not None else train.mean(0) for v in items])
         ranks = partner_ranks(x, [e.track for e in excerpts], train)
-        rows[name] = {"top1": _interval_list(interval(Ratio.mean([r == 1 for r in ranks]), counts)),
-                      "mrr": _interval_list(interval(Ratio.mean([1.0 / r for r in ranks]), counts)), "queries": len(x)}
+        stats[name] = {"top1": Ratio.mean([r == 1 for r in ranks]), "mrr": Ratio.mean([1.0 / r for r in ranks])}
+        rows[name] = {**{metric: _interval_list(interval(stat, counts)) for metric, stat in stats[name].items()}, "queries": len(x)}
+    _add_paired(rows, stats, against or {}, counts)
     return rows
 
 
 def key_measures(keys: dict[str, list[str | None]], excerpts: list[Excerpt], seed: int, resamples: int,
-                 originals_only: tuple[str, ...] = ()) -> dict:
+                 originals_only: tuple[str, ...] = (), against: dict[str, str] | None = None) -> dict:
     """Following, no-key rate and agreements (module docstring) of each key estimator
     (``keys[name]``: one key name or None per excerpt in ``excerpts``; for the estimators of
-    ``originals_only``, only the unshifted excerpts' entries are read: no following)."""
+    ``originals_only``, only the unshifted excerpts' entries are read: no following); the
+    following of the estimators of ``against`` also paired (:func:`_add_paired`)."""
     originals, pairs = followed(excerpts)
     groups_o = [excerpts[i].track for i in originals]
     groups_p = [excerpts[i].track for _, i, _ in pairs]
     counts_o = resample_counts(len(originals), resamples, seed, groups_o)
     counts_p = resample_counts(len(pairs), resamples, seed, groups_p)
-    rows = {}
+    rows, following = {}, {}
     for name, estimates in keys.items():
+        if name not in originals_only:
+            following[name] = {"followed": Ratio.mean(moved_right(estimates, pairs))}
         row = {"no_key": _interval_list(interval(Ratio.mean([estimates[i] is None for i in originals]), counts_o)),
                "no_key_all": float(np.mean([estimates[i] is None for i in (originals if name in originals_only else range(len(estimates)))])),
-               "followed": None if name in originals_only else _interval_list(interval(Ratio.mean(
-                   moved_right(estimates, pairs)), counts_p)),
+               "followed": _interval_list(interval(following[name]["followed"], counts_p)) if name in following else None,
                "clips": len(originals), "pairs": 0 if name in originals_only else len(pairs)}
         for other, reference in keys.items():
             if other == name:
@@ -225,6 +254,7 @@ def key_measures(keys: dict[str, list[str | None]], excerpts: list[Excerpt], see
                       for i in originals]
             row["mirex_vs_madmom"] = float(np.nanmean(scores))
         rows[name] = row
+    _add_paired(rows, following, against or {}, counts_p)
     return rows
 
 
@@ -239,6 +269,14 @@ class RealSettings:
     seconds: float = EXCERPT_SECONDS
     extras: bool = True
     progress: bool = True
+    #: ``(candidate, shipped)`` system labels whose rows are paired (module docstring; the ship gate).
+    pairs: list = field(default_factory=list)
+
+    def against(self, readouts: tuple[str, ...] = ()) -> dict[str, str]:
+        """Candidate row -> shipped row: ``"LABEL READOUT"`` rows for each of ``readouts``, else the labels."""
+        if not readouts:
+            return {candidate: shipped for candidate, shipped in self.pairs}
+        return {f"{candidate} {r}": f"{shipped} {r}" for candidate, shipped in self.pairs for r in readouts}
 
 
 def run_real(encoders: dict[str, object], settings: RealSettings, cache: FeatureCache, work_dir: Path,
@@ -308,6 +346,7 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
     hours = {}
     for row in rows:
         hours[row["soundtrack"]] = hours.get(row["soundtrack"], 0.0) + row["duration"] / 3600
+    rows_against = settings.against(READOUTS)
     return {
         "folder": str(root), "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
         "corpus": {"tracks": len(rows), "hours": {k: round(v, 3) for k, v in sorted(hours.items())},
@@ -315,10 +354,10 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
         "excerpts": {"seconds": settings.seconds, "by_split": {s: sum(e.split == s for e in plain) for s in EXCERPTS},
                      "shifted": len(key_set) - len(test), "shifts": list(SHIFTS)},
         "systems": systems, "extras": extra_status,
-        "identification": identification(vectors, plain, settings.seeds, counts_test, settings.probe_steps),
-        "retrieval": retrieval(test_vectors, test, train_vectors, counts_test),
-        "holdout_retrieval": retrieval(held_vectors, held, train_vectors, counts_held) if held else {},
-        "key": key_measures(keys, key_set, seed, settings.resamples, SLOW_EXTRAS) if keys else {},
+        "identification": identification(vectors, plain, settings.seeds, counts_test, settings.probe_steps, rows_against),
+        "retrieval": retrieval(test_vectors, test, train_vectors, counts_test, rows_against),
+        "holdout_retrieval": retrieval(held_vectors, held, train_vectors, counts_held, rows_against) if held else {},
+        "key": key_measures(keys, key_set, seed, settings.resamples, SLOW_EXTRAS, settings.against()) if keys else {},
         "reference": reference,
     }
 
@@ -327,7 +366,8 @@ def reference_section(key_extractors: dict[str, EncoderKeyExtractor], root: Path
                       cache: FeatureCache, seed: int, settings: RealSettings) -> dict:
     """``encoder.key`` (each system's cached key extractor) against essentia on the key reference's 30-s excerpts of the valid and test
     tracks (:func:`mt2.evaluation.real_music.reference_excerpts`): MIREX score and signature
-    agreement with intervals over tracks, and each system minus the first (paired);
+    agreement with intervals over tracks, and each system minus the first (paired; the candidates of
+    ``settings.pairs`` also minus their shipped counterparts: :func:`_add_paired`);
     ``{"skipped": why}`` without essentia."""
     excerpts = reference_excerpts(root, rows, work_dir)
     try:
@@ -347,6 +387,8 @@ def reference_section(key_extractors: dict[str, EncoderKeyExtractor], root: Path
             diff = paired_difference(Ratio.mean(values["mirex"]), Ratio.mean(scores[first]["mirex"]), counts)
             row["mirex_minus_first"], row["verdict"] = _interval_list(diff), verdict(diff)
         out["systems"][label] = row
+    _add_paired(out["systems"], {label: {"mirex": Ratio.mean(values["mirex"])} for label, values in scores.items()}, settings.against(),
+                counts)
     out["first"] = first
     return out
 

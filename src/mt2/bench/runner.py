@@ -27,7 +27,8 @@ rendered in another soundfont, :func:`mt2.corpus.render_corpus`) is a further te
 (``seeds``); a row's metric is the mean over seeds, reported with the seeds' spread and a
 bootstrap 95 % interval over test clips (whole pieces resampled, :mod:`mt2.evaluation.stats`;
 each resample scores the mean over seeds). The paper's claims are paired comparisons on the
-same resamples (:mod:`mt2.bench.claims`).
+same resamples (:mod:`mt2.bench.claims`). With ``gate_pairs`` (the ship gate,
+:mod:`mt2.bench.gate`), results.json also holds each candidate's rows paired with its shipped model's.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from mt2.bench.baselines import DSPExtractor
 from mt2.bench.claims import BASELINE, assess_claims
 from mt2.bench.config import BenchConfig
 from mt2.bench.features import EXTERNAL_READOUT, FRAME_READOUT, ZERO_SHOT, Clip, FeatureCache, Request, extract
+from mt2.bench.gate import gate_section
 from mt2.bench.key import zero_shot_estimates
 from mt2.bench.key_estimators import load_key_estimators
 from mt2.bench.loading import Dataset, System, load_datasets, load_systems
@@ -196,6 +198,8 @@ def run_benchmark(config: BenchConfig) -> dict:
         "failed_files": sorted(set(failed_files)),
     }
     results["claims"] = assess_claims(results, statistics)
+    if config.gate_pairs:
+        results["gate"] = gate_section(results, statistics, config.gate_pairs)
     if config.real is not None:
         results["real"] = _real_section(systems, config, cache)
     timing["statistics"] = time.perf_counter() - tick
@@ -211,7 +215,8 @@ def _real_section(systems: list[System], config: BenchConfig, cache: FeatureCach
     tick = time.perf_counter()
     encoders = {s.label: s.extractor.encoder for s in systems if not s.error and s.kind == "pretrained"}
     externals = {s.label: s.extractor for s in systems if not s.error and s.kind == "external"}
-    settings = RealSettings(config.real, list(config.seeds), config.resamples, config.probe_steps, progress=config.progress)
+    settings = RealSettings(config.real, list(config.seeds), config.resamples, config.probe_steps, progress=config.progress,
+                            pairs=[list(pair) for pair in config.gate_pairs])
     section = run_real(encoders, settings, cache, Path(config.cache or config.out), externals)
     section["seconds"] = time.perf_counter() - tick
     return section

@@ -6,11 +6,18 @@ The benchmark of record (docs/results) runs on the ``bench`` corpus:
     mt2 bench --data data/bench --out docs/results --threads 2
 
 ``mt2 bench --data data/small`` is the quick check on the small corpus.
+
+The ship gate (:mod:`mt2.bench.gate`) compares a candidate with the shipped weights in one run,
+and exits 1 when its rule refuses:
+
+    mt2 bench --gate runs/new/mt2 --against mt2 --data data/bench --real data/real --out runs/gate --threads 2
+    mt2 bench --gate runs/new/mt2 --against mt2 --from runs/gate/results.json   # the verdict again, no run
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -101,6 +108,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"{', '.join(KEY_ESTIMATORS)} (the [real] extra; madmom takes about 3 s per 12-s clip) (default: none)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--gate", nargs="+", metavar="CANDIDATE",
+        help="the ship gate: benchmark these model folders beside the shipped models of --against (first) and the other "
+        "--models in one run (needs --real), then accept or refuse them by the gate's rule (mt2.bench.gate: nothing "
+        "reversed on the real-music measures or the corpus key task, no claim worse); prints one line per check and "
+        "exits 1 on a refusal",
+    )
+    parser.add_argument("--against", nargs="+", default=["mt2"], metavar="SHIPPED",
+                        help="with --gate: the shipped model each candidate would replace, in order (default: mt2)")
+    parser.add_argument("--from", dest="gate_from", type=Path, metavar="RESULTS_JSON",
+                        help="with --gate: decide from the results.json of an earlier gate run of the same pairs, without running")
     parser.set_defaults(func=run)
 
 
@@ -113,19 +131,30 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mt2.bench.config import BenchConfig
+    from mt2.bench.gate import gate_models, gate_pairs
     from mt2.bench.runner import run_benchmark
 
+    if args.gate_from and not args.gate:
+        print("error: --from RESULTS_JSON goes with --gate CANDIDATE", file=sys.stderr)
+        return 2
+    try:
+        pairs = gate_pairs(args.gate, args.against) if args.gate else []
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.gate_from:
+        return _gate_verdict(json.loads(args.gate_from.read_text()), pairs)
     if os.getcwd() not in sys.path:  # --encoder modules may live in the current folder
         sys.path.insert(0, os.getcwd())
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         config = BenchConfig(
-            models=args.models, readouts=args.readouts, layers=args.layers, tasks=args.tasks, data=args.data, out=args.out,
-            cache=None if args.no_cache else args.cache, encoders=args.encoders, seeds=args.seeds,
+            models=gate_models(args.models, pairs), readouts=args.readouts, layers=args.layers, tasks=args.tasks, data=args.data,
+            out=args.out, cache=None if args.no_cache else args.cache, encoders=args.encoders, seeds=args.seeds,
             probe_steps=args.probe_steps, resamples=args.resamples, batch_size=args.batch_size, device=args.device,
             corpus_size=args.corpus_size, corpus_seed=args.corpus_seed, real=args.real, real_only=args.real_only,
-            key_estimators=args.key_estimators,
+            key_estimators=args.key_estimators, gate_pairs=pairs,
         )
         results = run_benchmark(config)
     except (ValueError, FileNotFoundError) as error:
@@ -136,4 +165,17 @@ def run(args: argparse.Namespace) -> int:
           f"in {results['timing_s']['total']:.0f} s -> {args.out / 'results.md'}")
     for claim in results["claims"]:
         print(f"  {claim['claim']}: {claim['status']}")
-    return 0
+    return _gate_verdict(results, pairs) if pairs else 0
+
+
+def _gate_verdict(results: dict, pairs: list[tuple[str, str]]) -> int:
+    """Print the gate's verdict; 0 when it accepts, 1 when it refuses, 2 when ``results`` is no gate run of ``pairs``."""
+    from mt2.bench.gate import decide
+
+    try:
+        decision = decide(results, pairs)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(decision.lines()))
+    return 0 if decision.accepted else 1
