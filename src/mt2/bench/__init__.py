@@ -12,7 +12,8 @@ scored once on each test set, beside classical DSP baselines measured in the sam
   probe; :mod:`~mt2.bench.baselines`: the DSP baselines; :mod:`~mt2.bench.runner`: the
   run (probe seeds, test sets, cross-font test sets); :mod:`~mt2.bench.claims`: the paper's
   claims, decided by paired bootstrap intervals (:mod:`mt2.evaluation.stats`, the package's one
-  bootstrap); :mod:`~mt2.bench.report`: results.json, results.md and plots.
+  bootstrap); :mod:`~mt2.bench.report`: results.json, results.md and plots;
+  :mod:`~mt2.bench.gate`: the ship gate (a candidate against the shipped weights, ``--gate``).
 """
 from mt2.bench import chords, instrument, key, pitch, tagging
 from mt2.bench.beat_activation import BEATS, TEMPO
