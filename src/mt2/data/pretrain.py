@@ -8,7 +8,9 @@ Sources (:func:`open_source` picks one from the path):
   as its manifest, so that its labels can serve the online probes;
 - **shards**: a folder of WebDataset tar shards written by :func:`mt2.data.shards.write_shards`
   (or one ``.tar``), decoded on the fly; samples whose metadata names a split other than
-  ``train`` are not trained on.
+  ``train`` are not trained on;
+- a **bundle** (one ``.safetensors`` file, :mod:`mt2.data.bundle`): CQT magnitudes of rendered
+  clips and real-music crops sampled from a run's data, held in memory (:class:`BundleSource`).
 
 All three give the same per-track CQT magnitudes ``(99, T)`` for the same files: raw
 magnitudes rounded to float16, the precision of the cache (which transforms clips of equal
@@ -55,6 +57,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mt2.audio import AudioError
+from mt2.data.bundle import SUFFIX as BUNDLE_SUFFIX
+from mt2.data.bundle import read_bundle
 from mt2.data.cqt_cache import CQTCache, TrackCQTCache, build_cqt_cache, build_track_cache
 from mt2.data.shards import INDEX_NAME, Shard, decode_sample, find_shards, read_shard
 from mt2.data.tracks import MANIFEST_NAME, TrackList, list_tracks
@@ -383,7 +387,7 @@ class MixedSource(CachedSource):
         return self.base.prepare(progress)
 
     def real_count(self, batch_size: int) -> int:
-        return min(batch_size, max(1, int(round(batch_size * self.share))))
+        return real_count(batch_size, self.share)
 
     def magnitudes(self) -> Iterator[tuple[str, np.ndarray]]:
         return itertools.chain(self.base.magnitudes(), self.real.magnitudes())
@@ -400,6 +404,61 @@ class MixedSource(CachedSource):
         return f"{self.base.describe()}; mixed with {self.real.describe()}, share {self.share:g} of every batch"
 
 
+def real_count(batch_size: int, share: float) -> int:
+    """Real crops in a mixed batch: ``round(B x share)``, at least one."""
+    return min(batch_size, max(1, int(round(batch_size * share))))
+
+
+class BundleSource:
+    """A CQT bundle (:mod:`mt2.data.bundle`), read whole into memory: its rendered clips drawn
+    as :class:`CachedBatches` draws tracks, its real crops as :class:`CropBatches` draws crops.
+    With a real share (the run's ``real_data`` is set; the bundle carries crops of it, and that
+    path is not read), :func:`real_count` items of every batch are real crops, the rest rendered
+    clips; without one, the rendered clips alone (the real crops alone in a bundle without
+    rendered clips)."""
+
+    kind = "bundle"
+
+    def __init__(self, path: Path, real_share: float | None) -> None:
+        self.path, self.share = path, real_share
+        self.parts, self.source = read_bundle(path)
+        if real_share is not None and not len(self.parts["real"]):
+            raise ValueError(f"{path}: the run mixes in real recordings (real_share {real_share:g}) and the bundle holds no real "
+                             "crops; write it with real crops (scripts/gpu_bundle.py --real N)")
+
+    def prepare(self, progress: bool = True) -> None:
+        """Nothing to build: the bundle was read when opened."""
+
+    def real_count(self, batch_size: int) -> int:
+        if not len(self.parts["rendered"]):
+            return batch_size
+        return 0 if self.share is None else real_count(batch_size, self.share)
+
+    def magnitudes(self) -> Iterator[tuple[str, np.ndarray]]:
+        return itertools.chain(*(part.items() for part in self.parts.values()))
+
+    def fingerprint(self) -> str:
+        """Hash of the bundle file's bytes."""
+        digest = hashlib.sha256(self.kind.encode())
+        with open(self.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def batches(self, **kwargs) -> CachedBatches | CropBatches:
+        rendered, real = self.parts["rendered"], self.parts["real"]
+        count = self.real_count(kwargs["batch_size"])
+        if not count:
+            return CachedBatches(rendered, rendered.keys(), **kwargs)
+        return CropBatches(real, real.keys(), count, rendered, rendered.keys() if count < kwargs["batch_size"] else [], **kwargs)
+
+    def describe(self) -> str:
+        rendered, real = self.parts["rendered"], self.parts["real"]
+        share = "no real share" if self.share is None else f"share {self.share:g} of every batch"
+        return (f"bundle {self.path}: {len(rendered)} rendered clips, {len(real)} real crops "
+                f"({sum(map(real.frames, real.keys())) * HOP_LENGTH / SAMPLE_RATE / 3600:.2f} h), {share}")
+
+
 def _is_real(tracks: TrackList) -> bool:
     from mt2.corpus.real import is_real_manifest
 
@@ -407,11 +466,13 @@ def _is_real(tracks: TrackList) -> bool:
 
 
 def open_source(data: str | os.PathLike, cache_dir: str | os.PathLike, real: str | os.PathLike | None = None,
-                real_share: float = 0.5) -> CachedSource | ShardSource:
-    """The source at ``data``: shards (a ``.tar``, or a folder with ``shards.json`` or ``*.tar``
-    and no manifest), else a manifest or audio folder cached under ``cache_dir``; a real-music
-    manifest (``mt2 corpus real``) is a :class:`RealSource`. With ``real`` (a real-music corpus
-    or manifest), a :class:`MixedSource` whose batches are ``real_share`` real crops.
+                real_share: float = 0.5) -> CachedSource | ShardSource | BundleSource:
+    """The source at ``data``: a bundle (a ``.safetensors`` file: :class:`BundleSource`, mixing
+    in its own real crops at ``real_share`` when ``real`` is given), shards (a ``.tar``, or a
+    folder with ``shards.json`` or ``*.tar`` and no manifest), else a manifest or audio folder
+    cached under ``cache_dir``; a real-music manifest (``mt2 corpus real``) is a
+    :class:`RealSource`. With ``real`` (a real-music corpus or manifest), a :class:`MixedSource`
+    whose batches are ``real_share`` real crops.
 
     Raises:
         ValueError: ``real`` beside shards, or ``real`` that is not a real-music manifest.
@@ -419,6 +480,10 @@ def open_source(data: str | os.PathLike, cache_dir: str | os.PathLike, real: str
     data = Path(data).resolve()
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder")
+    if real is not None and not 0 < real_share <= 1:
+        raise ValueError(f"real_share={real_share} must lie in (0, 1]")
+    if data.suffix == BUNDLE_SUFFIX:
+        return BundleSource(data, real_share if real is not None else None)
     is_shards = data.suffix == ".tar" or (
         data.is_dir() and not (data / MANIFEST_NAME).exists() and ((data / INDEX_NAME).exists() or any(data.glob("*.tar")))
     )
@@ -430,8 +495,6 @@ def open_source(data: str | os.PathLike, cache_dir: str | os.PathLike, real: str
     source = RealSource(tracks, cache_dir) if _is_real(tracks) else CachedSource(tracks, cache_dir)
     if real is None:
         return source
-    if not 0 < real_share <= 1:
-        raise ValueError(f"real_share={real_share} must lie in (0, 1]")
     real_tracks = list_tracks(Path(real).resolve())
     if not _is_real(real_tracks):
         raise ValueError(f"{real}: not a real-music manifest (write one with `mt2 corpus real OUT`)")
