@@ -91,7 +91,7 @@ def main() -> None:
         real = row.get("real", {})
         name = f"s{seed}-b{budget}"
         curve.append({
-            "seed": seed, "budget": budget, "key_signature": row.get("key_accuracy"),
+            "seed": seed, "budget": budget, "key_signature": row.get("key_signature"),
             "instrument_knn_token1": row.get("instrument_knn"),
             "followed": real.get("followed"), "mirex_vs_essentia": real.get("essentia_mirex"),
             "soundtrack_knn": real.get("soundtrack_knn"),
