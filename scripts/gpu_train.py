@@ -24,7 +24,8 @@ campaign's next point: the branch checkpoint of the largest budget there (carrie
 this piece) is decayed to its budget by ``mt2 pretrain --branch`` (the budget's last tenth of
 steps). The two share ``--minutes`` of training (at most 8): the branch gets ``--branch-minutes``
 when the config has budgets. Every few seconds the step of ``metrics.csv`` is read: steps per
-second is the slope between the first and the last step read in a piece (start-up excluded).
+second is the slope between the first and the last step read in a piece (start-up excluded; after
+the resumed trainer has rewritten the file without the rows logged past its checkpoint).
 ``$OUT`` (else ``runs/gpu-out``) gets ``last.ckpt`` (weights, optimiser, schedule and data position:
 the campaign continues from it), ``config.yaml``, ``metrics.csv``, ``summary.json``,
 ``gpu_train.log``, ``bB.ckpt`` (the finished branch, resumable if its time ran out) and at most two
@@ -206,11 +207,18 @@ def pretrain(arguments: list[str], seconds: float, metrics: Path) -> dict:
     step = last_step(metrics)
     if step is not None and (not readings or step != readings[-1][1]):
         readings.append((round(time.perf_counter() - started, 2), step))
-    rate = None
-    if len(readings) >= 2 and readings[-1][0] > readings[0][0]:
-        rate = (readings[-1][1] - readings[0][1]) / (readings[-1][0] - readings[0][0])
     return {"seconds": round(time.perf_counter() - started, 1), "status": status, "error": error, "readings": readings,
-            "steps_per_second": rate}
+            "steps_per_second": steps_per_second(readings)}
+
+
+def steps_per_second(readings: list[tuple[float, int]]) -> float | None:
+    """The slope of ``(seconds, step)`` readings from the last time the step fell (a resumed run's
+    logger rewrites metrics.csv without the rows logged after its checkpoint) to the end; None
+    without two readings there."""
+    fresh = readings[max((i for i in range(1, len(readings)) if readings[i][1] < readings[i - 1][1]), default=0):]
+    if len(fresh) < 2 or fresh[-1][0] <= fresh[0][0]:
+        return None
+    return (fresh[-1][1] - fresh[0][1]) / (fresh[-1][0] - fresh[0][0])
 
 
 def branch_budgets(run: Path) -> list[int]:
@@ -332,8 +340,8 @@ def dry_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", nargs="?", choices=("prepare",), help="prepare: make runs/gpu here (see above)")
+    parser = argparse.ArgumentParser(description=__doc__.split("**prepare**")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", nargs="?", choices=("prepare",), help="prepare: make runs/gpu here (above)")
     parser.add_argument("--seed", type=int, default=0, help="prepare: the campaign's seed (default: 0)")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "scaling" / "cache",
                         help="prepare: the campaign's CQT cache (default: runs/scaling/cache)")

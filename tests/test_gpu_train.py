@@ -103,6 +103,14 @@ def test_gpu_bundle_samples_a_mixed_run_within_its_budget(tmp_path, synthetic_co
     assert source["real_share"] == 0.25 and source["data"] == str(root)
 
 
+def test_steps_per_second_reads_from_the_rewritten_metrics():
+    import gpu_train
+
+    # the carried metrics.csv ends at step 1609, the checkpoint is at 1500: the trainer rewrites it, then logs on
+    assert gpu_train.steps_per_second([(2.0, 1609), (30.0, 1509), (40.0, 1609), (50.0, 1709)]) == pytest.approx(10.0)
+    assert gpu_train.steps_per_second([(2.0, 1609)]) is None and gpu_train.steps_per_second([]) is None
+
+
 def test_gpu_train_dry_run(tmp_path):
     """scripts/gpu_train.sh --dry-run: a tiny run continued on CPU for a few seconds, its budget-10
     branch finished; $OUT gets the weights, the metrics and a short log."""
