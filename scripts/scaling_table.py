@@ -23,6 +23,7 @@ import soundfile as sf
 
 import mt2
 from mt2.bench.baselines import log_mel, mfcc_statistics
+from mt2.bench.features import state_hash
 from mt2.bench.loading import random_encoder
 from mt2.evaluation.real_music import make_excerpts, partner_ranks, read_manifest
 from mt2.evaluation.stats import Ratio, interval, resample_counts
@@ -76,14 +77,22 @@ def main() -> None:
     excerpts = [e for e in make_excerpts(root, manifest, args.study.parent / "cache", progress=False)
                 if e.shift == 0 and e.split in ("train", "test", "holdout")]
     audio = [sf.read(e.path, dtype="float32")[0] for e in excerpts]
-    vectors = {"MFCC statistics": np.stack([mfcc_statistics(log_mel(a)) for a in audio])}
+    cache = args.study.parent / "vectors"
+    cache.mkdir(parents=True, exist_ok=True)
+    mfcc_path = cache / f"mfcc-{len(audio)}.npy"
+    if not mfcc_path.exists():
+        np.save(mfcc_path, np.stack([mfcc_statistics(log_mel(a)) for a in audio]))
+    vectors = {"MFCC statistics": np.load(mfcc_path)}
     encoders = {f"s{seed}-b{budget}": mt2.load(args.runs / "models" / f"s{seed}-b{budget}") for seed, budget in sorted(rows)}
     for name in args.reference:
         source = name.removeprefix("random:")
         encoders[name if source == name else f"{source}, random weights"] = (
             random_encoder(mt2.load(source), 0) if source != name else mt2.load(name))
-    for name, encoder in encoders.items():
-        vectors[name] = np.stack([encoder.embed(a, SAMPLE_RATE).clip for a in audio])
+    for name, encoder in encoders.items():  # cached by the weights' hash: an exported model does not change
+        path = cache / f"{name.replace(' ', '_').replace(',', '')}-{state_hash(encoder.model)[:12]}-{len(audio)}.npy"
+        if not path.exists():
+            np.save(path, np.stack([encoder.embed(a, SAMPLE_RATE).clip for a in audio]))
+        vectors[name] = np.load(path)
     retrieval = {split: retrieval_intervals(vectors, excerpts, split) for split in ("test", "holdout")}
 
     curve = []
