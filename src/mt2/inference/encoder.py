@@ -1,4 +1,4 @@
-"""The encoder: audio in, embeddings and keys out (DESIGN.md section 6).
+"""The encoder: audio in, embeddings and keys out (docs/design.md section 5).
 
 The one path from audio to outputs, used by ``mt2 embed``/``mt2 key``, the study, the
 calibration, the mode probe and ``mt2 perf`` alike:
