@@ -16,6 +16,7 @@ from safetensors import safe_open
 import mt2
 from mt2.audio import load_audio
 from mt2.frontend import FRAME_RATE, HOP_LENGTH
+from mt2.inference import key_decision
 from mt2.inference.calibration import Calibration
 from mt2.inference import (
     READOUTS,
@@ -66,7 +67,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, noise):
     original.min_tonality = loaded.min_tonality = 0.0  # noise input: name a key anyway
     _assert_same_embedding(original.embed(noise, SR), loaded.embed(noise, SR), atol=0)
     assert original.key(noise, SR).to_dict() == loaded.key(noise, SR).to_dict()
-    assert loaded.key(noise, SR).mode_source == "probe"
+    assert loaded.key(noise, SR).mode_source == "probe x template"
     assert loaded.calibration == original.calibration and loaded.training_info == original.training_info
 
 
@@ -198,8 +199,12 @@ def test_key_estimate_follows_the_calibration(noise):
     encoder.calibration = Calibration(rotation=5, direction=-1)
     encoder.min_tonality = 0.0  # noise input: name a key anyway
     estimate = encoder.key(noise, SR)
-    np.testing.assert_allclose(estimate.profile, encoder.calibration.signature_probabilities(raw), atol=1e-6)
-    assert estimate.signature == int(np.argmax(estimate.profile)) and estimate.confidence == pytest.approx(estimate.profile.max())
+    stats = encoder.key_statistics(noise, SR)
+    signatures = encoder.calibration.signature_probabilities(stats.window_probabilities)  # windows' profiles by signature
+    pooled = key_decision.pooled_key(key_decision.key_probabilities(
+        signatures, key_decision.mode_given_signature(stats.window_chroma)), stats.window_weights)
+    assert estimate.key == key_decision.KEYS[int(np.argmax(pooled))] and estimate.confidence == pytest.approx(pooled.max())
+    assert estimate.profile.sum() == pytest.approx(1) and estimate.profile[estimate.signature] >= estimate.confidence - 1e-12
     assert estimate.mode_source == "template"
     relative = estimate.signature if estimate.mode == "major" else (estimate.signature - 3) % 12
     assert estimate.tonic == relative and estimate.key.endswith(estimate.mode)
@@ -210,10 +215,10 @@ def test_mode_probe_decides_the_mode(noise):
     encoder = make_encoder(mode_probe=True)
     with torch.no_grad():
         encoder.mode_probe.weight.zero_()
-        encoder.mode_probe.bias.copy_(torch.tensor([0.0, 5.0]))  # always minor
+        encoder.mode_probe.bias.copy_(torch.tensor([0.0, 50.0]))  # sure of minor: outweighs the template rule
     encoder.min_tonality = 0.0  # noise input: name a key anyway
     estimate = encoder.key(noise, SR)
-    assert estimate.mode == "minor" and estimate.mode_source == "probe"
+    assert estimate.mode == "minor" and estimate.mode_source == "probe x template"
     assert estimate.tonic == (estimate.signature - 3) % 12
 
 
@@ -311,9 +316,10 @@ def test_one_pass_yields_every_readout_and_layer(encoder, noise, monkeypatch):
 def test_key_of_an_embedding_is_the_key_of_the_audio(noise):
     encoder = make_encoder(mode_probe=True)
     encoder.min_tonality = 0.0  # noise input: name a key anyway
+    encoder.shifts, encoder.passes = (0,), 1  # the key path of the embedding's own windows
     from_embedding = encoder.key_of(encoder.embed(noise, SR, readout="frames", layers=[0]))
     direct = encoder.key(noise, SR)
-    assert (from_embedding.key, from_embedding.mode_source) == (direct.key, "probe") and from_embedding.has_key
+    assert (from_embedding.key, from_embedding.mode_source) == (direct.key, "probe x template") and from_embedding.has_key
     np.testing.assert_allclose(from_embedding.profile, direct.profile, atol=1e-6)
     assert from_embedding.level_db == pytest.approx(direct.level_db)
 

@@ -68,7 +68,9 @@ def recorded_inputs(model, call) -> list[torch.Tensor]:
 
 
 def test_study_inputs_are_the_encoders():
-    """The study's calibration votes and its metrics read the arrays ``mt2 key`` feeds the model."""
+    """The study's calibration votes and its metrics read the arrays ``mt2 key`` feeds the model:
+    its key path (every window cut at each of ``encoder.shifts``, overlapping windows) for the
+    calibration, and with one cut and one pass, the embedding's windows for the metrics."""
     from mt2.training.calibrate import encoder_bin_predictor
     from mt2.training.probe_metrics import clip_input
 
@@ -76,6 +78,11 @@ def test_study_inputs_are_the_encoders():
     clip, sr = fixed_clip()
     audio = mt2.inference.to_model_rate(clip, sr)
     predict = encoder_bin_predictor(encoder)
+    study = recorded_inputs(encoder.model, lambda: predict(audio))
+    served = recorded_inputs(encoder.model, lambda: encoder.key(audio, SAMPLE_RATE))
+    assert len(study) == len(served) == 1 and torch.equal(study[0], served[0])
+    assert len(served[0]) == len(encoder.shifts) * len(encoder.key_embedding(audio, SAMPLE_RATE).window_starts)
+    encoder.shifts, encoder.passes = (0,), 1
     study = recorded_inputs(encoder.model, lambda: predict(audio))
     served = recorded_inputs(encoder.model, lambda: encoder.key(audio, SAMPLE_RATE))
     assert len(study) == len(served) == 1
@@ -106,6 +113,7 @@ def test_embed_computes_key_outputs_only_when_asked(monkeypatch):
     monkeypatch.setattr(encoder.model.equivariant_head, "forward", lambda x: calls.append(len(x)) or original(x))
     emb = encoder.embed(clip, sr)
     assert calls == []  # embedding alone runs no key head
+    encoder.shifts, encoder.passes = (0,), 1  # the key path of the embedding's own windows
     assert encoder.key_of(emb).key == encoder.key(clip, sr).key
     assert calls and calls[0] == len(emb.window_starts)  # one call over the held tokens of every window
 

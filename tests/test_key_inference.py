@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mt2.frontend import MAX_OFFSET, N_BINS
-from mt2.inference.encoder import check_shifts
+from mt2.inference.key_path import check_shifts
 from tiny_encoder import chord, make_encoder, one_thread
 
 SR = 16000
@@ -50,6 +50,7 @@ def test_averaged_key_outputs_are_the_mean_of_the_rolled_back_cuts():
     """``Embedding.key_probabilities`` and ``key_tokens`` with shifts S are ``mean_s roll(x_s, s)``
     of the single-cut outputs, and the readouts are those of the unshifted windows."""
     encoder = make_encoder()
+    encoder.shifts = (0,)
     audio = chord(6.0)
     single = {s: encoder.window_profiles(audio, SR, shift=s) for s in (-1, 0, 2)}
     emb = encoder.embed(audio, SR, shifts=(-1, 0, 2))
@@ -79,9 +80,55 @@ def test_shifts_are_checked_against_the_range():
 def test_key_of_an_embedding_needs_the_key_paths_shifts():
     encoder = make_encoder()
     encoder.min_tonality = 0.0
-    encoder.shifts = (-1, 0, 1)
+    encoder.shifts, encoder.passes = (-1, 0, 1), 1
     audio = chord(5.0)
-    with pytest.raises(ValueError, match=r"embed with shifts=encoder.shifts"):
+    with pytest.raises(ValueError, match=r"call encoder.key\(audio, sr\)"):
         encoder.key_of(encoder.embed(audio, SR))
     from_embedding = encoder.key_of(encoder.embed(audio, SR, shifts=encoder.shifts))
     np.testing.assert_allclose(from_embedding.profile, encoder.key(audio, SR).profile, atol=1e-6)
+
+
+def test_mt2_key_and_the_timeline_read_one_decision():
+    """On a clip in one key, the timeline without a switch keeps the key that ``mt2 key`` pools from
+    the same windows (the one decision: per-window key probabilities, coverage weights)."""
+    from mt2.inference import key_decision
+    from mt2.inference.timeline import DEFAULT_PASSES
+
+    encoder = make_encoder(mode_probe=True)
+    encoder.min_tonality = 0.0  # random weights on a chord: name a key anyway
+    audio = chord(13.0) + 0.05 * np.random.default_rng(1).standard_normal(13 * SR).astype(np.float32)
+    encoder.passes = DEFAULT_PASSES
+    timeline = encoder.key_timeline(audio, SR, switch_penalty=1e9)
+    assert len(timeline.segments) == 1
+    estimate = encoder.key(audio, SR)
+    assert timeline.segments[0].key == estimate.key
+    # and the evidence is the function the clip decision pools
+    stats = encoder.key_statistics(audio, SR)
+    windows = key_decision.key_probabilities(
+        encoder.calibration.signature_probabilities(stats.window_probabilities),
+        key_decision.mode_given_signature(stats.window_chroma, encoder.signature_probe(stats.window_tokens)))
+    assert key_decision.KEYS[int(np.argmax(key_decision.pooled_key(windows, stats.window_weights)))] == estimate.key
+
+
+def test_evidence_windows_and_coverage_weights():
+    """Padded windows are left out when full ones exist; every instant weighs the same in total."""
+    from mt2.inference.key_decision import coverage_weights, evidence_windows
+
+    assert evidence_windows(np.array([4.0, 4.0, 1.5])).tolist() == [True, True, False]
+    assert evidence_windows(np.array([2.5])).tolist() == [True]
+    starts = np.arange(8) * 1.0  # 4 passes of 4-s windows, hop 1 s
+    weights = coverage_weights(starts, np.full(8, 4.0), passes=4)
+    assert weights.sum() * 4.0 / 4 == pytest.approx(11.0)  # the 11 s covered, passes / L per second
+    assert weights[3] == pytest.approx(1.0) and weights[0] > weights[3]  # the first second has one window
+    np.testing.assert_allclose(coverage_weights(np.array([0.0, 4.0]), np.array([4.0, 2.0])), [1.0, 0.5])
+
+
+def test_default_shifts_are_cut_at_the_range_edges_on_purpose():
+    from mt2.inference.key_path import DEFAULT_SHIFTS, default_shifts
+
+    assert default_shifts(7) == DEFAULT_SHIFTS == (-2, -1, 0, 1, 2)
+    assert default_shifts(0) == (0, 1, 2) and default_shifts(MAX_OFFSET) == (-2, -1, 0)
+    model = make_encoder().model
+    from mt2.inference import Encoder
+
+    assert Encoder(model, offset=0).shifts == (0, 1, 2)

@@ -4,10 +4,11 @@ An **extractor** turns one decoded clip into named arrays for a :class:`Request`
 (a readout and a layer):
 
 * :class:`EncoderExtractor` wraps an :class:`mt2.inference.Encoder` through its public API
-  only: one ``embed`` per clip yields every request (:meth:`EncoderExtractor.compute_all`):
+  only: one ``embed`` per clip yields every readout (:meth:`EncoderExtractor.compute_all`):
   ``clip`` (D,) of each readout and layer and, for the readout ``frames`` of clips that need
   them, the frame tokens ``frames`` (F, D) and their ``timestamps`` (F,) in seconds; the
-  readout ``zero-shot`` is ``key_of`` that embedding: ``tonic`` (-1: no key) and ``minor``.
+  readout ``zero-shot`` is ``encoder.key`` of the clip (the key path's own pass: bin shifts
+  averaged, overlapping windows): ``tonic`` (-1: no key) and ``minor``.
 * :class:`ExternalExtractor` wraps another model (``--encoder MODULE:CALLABLE`` or a HEAR
   module), readout ``default`` (:func:`load_external`).
 * :class:`mt2.bench.baselines.DSPExtractor` computes the classical features.
@@ -238,7 +239,7 @@ def extract(
 
 
 class EncoderExtractor:
-    """An :class:`mt2.inference.Encoder` used through ``embed`` and ``key_of`` only."""
+    """An :class:`mt2.inference.Encoder` used through ``embed`` and ``key`` only."""
 
     def __init__(self, label: str, encoder, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.label = label
@@ -252,13 +253,14 @@ class EncoderExtractor:
         return self.compute_all(audio, [request], frames)[request]
 
     def compute_all(self, audio: np.ndarray, requests: Sequence[Request], frames: bool) -> dict[Request, dict[str, np.ndarray]]:
-        """Every request from one ``embed`` of the clip (one forward pass per window)."""
+        """Every request from one ``embed`` of the clip (one forward pass per window); the
+        zero-shot key from ``encoder.key`` (the key path's own pass)."""
         layers = sorted({r.layer for r in requests if r.readout != ZERO_SHOT}) or [-1]
         embedding = self.encoder.embed(audio, self.sample_rate, layer=layers[0], layers=layers, batch_size=self.batch_size)
         out = {}
         for request in requests:
             if request.readout == ZERO_SHOT:
-                estimate = self.encoder.key_of(embedding)
+                estimate = self.encoder.key(audio, self.sample_rate, batch_size=self.batch_size)
                 out[request] = {"tonic": np.array([estimate.tonic if estimate.has_key else NO_KEY_TONIC]),
                                 "minor": np.array([estimate.mode == "minor"])}
                 continue

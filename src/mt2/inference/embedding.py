@@ -98,6 +98,8 @@ class Embedding:
             applied on first use of :attr:`key_probabilities` only.
         shifts: the bin shifts whose group average the key outputs hold (``(0,)``: none;
             :attr:`mt2.inference.Encoder.shifts`).
+        passes: windows start every ``1 / passes`` of a window (1: they do not overlap; more:
+            the key path's overlapping windows, :attr:`mt2.inference.Encoder.passes`).
         averaged_probabilities, averaged_tokens: with more than one shift, ``(W, 12)`` and
             ``(W, D)``: each window's head softmax and last-block equivariant token cut at every
             shift ``s``, rolled back by ``s`` and averaged (None with one shift).
@@ -117,6 +119,7 @@ class Embedding:
     rms: np.ndarray
     key_head: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
     shifts: tuple[int, ...] = (0,)
+    passes: int = 1
     averaged_probabilities: np.ndarray | None = field(default=None, repr=False)
     averaged_tokens: np.ndarray | None = field(default=None, repr=False)
 

@@ -27,20 +27,35 @@ weigh nothing in clip averages: a window weighs its number of valid frames.
 **One pass.** Each window goes through the model once, and that pass yields everything: every
 class token of every block asked for, the frame tokens, and the input's spectrum and level
 (:class:`~mt2.inference.embedding.Embedding`). Every readout is derived from it
-(:meth:`Embedding.readout`), and so is the key (:meth:`Encoder.key_of`: the equivariant head
-runs on the held last-block token only when a key is asked for).
+(:meth:`Embedding.readout`).
 
 **Keys.** The key signature comes from the equivariant class token alone, which was
 trained without labels; the :class:`~mt2.inference.calibration.Calibration` stored with the
 weights (fitted on rendered reference pieces, no labelled recording) says which output bin is
-which signature. Major versus minor is not self-supervised: it comes from the stored
-mode probe (a linear classifier trained with labels, fitted by :mod:`mt2.training.mode_probe`)
-when there is one, and otherwise from the Krumhansl-Kessler templates on the input chroma (no
-learning), comparing only the two keys that share the estimated signature. The probe reads
-the equivariant token averaged over windows with its 12 pitch-class axis rolled so that the
-estimated output bin sits at 0 (:meth:`Encoder.canonical_token`): a transposition rolls
-token and bin alike, so the probe's input, and its decision, do not change. How silence and
-noise get no key: :mod:`mt2.inference.key_decision`.
+which signature. Major versus minor is not self-supervised: the Krumhansl-Kessler templates on
+each window's chroma (no learning), times the stored mode probe (a linear classifier trained
+with labels, fitted by :mod:`mt2.training.mode_probe`) on the window's equivariant token with
+its 12 pitch-class axis rolled so that the signature's output bin sits at 0
+(:meth:`Encoder.canonical_token`): a transposition rolls token and bin alike, so the probe's
+input does not change. The decision (:func:`mt2.inference.key_decision.decide_key`) pools the
+windows' 24 key probabilities; the key timeline reads the same function per window.
+
+The key path reads its own pass (:meth:`Encoder.key_embedding`), which differs from
+:meth:`Encoder.embed`'s in two ways, both measured in docs/key-inference.md:
+
+* **Transposition average** (:attr:`Encoder.shifts`, default :data:`~mt2.inference.key_path.DEFAULT_SHIFTS`): each
+  window is also cut ``s`` bins higher for every shift ``s`` (from the same CQT, the cuts of a
+  batch in one forward pass), each cut's head softmax and equivariant token are rolled back by
+  ``s`` and averaged: a group average over transpositions. The layers are exactly equivariant
+  to a circular roll of the 84 bins; what a cut changes is what enters and leaves the window at
+  its edges, which on real music flips the clip's argmax in 29 % of resampled copies. A cut must
+  stay inside the 99 CQT bins (:func:`~mt2.inference.key_path.check_shifts`: offset 7 allows -7..8).
+* **Overlapping windows** (:attr:`Encoder.passes`, default :data:`~mt2.inference.key_path.DEFAULT_PASSES`): windows start
+  every ``1 / passes`` of a window, as the timeline's passes, and only full ones are read.
+
+The clip averages that the no-key rule, the calibration and the mode probe's fit read come from
+the first pass's non-overlapping windows (:func:`mt2.inference.key_decision.key_statistics`).
+How silence and noise get no key: :mod:`mt2.inference.key_decision`.
 """
 from __future__ import annotations
 
@@ -52,38 +67,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mt2.frontend import DEFAULT_BACKEND, DEFAULT_COMPRESSION, DEFAULT_OFFSET, HOP_LENGTH, MAX_OFFSET, N_BINS, SAMPLE_RATE, CQTFrontend
+from mt2.frontend import DEFAULT_BACKEND, DEFAULT_COMPRESSION, DEFAULT_OFFSET, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
 from mt2.inference.calibration import Calibration
 from mt2.inference.checkpoint import read_checkpoint, resolve, write_checkpoint
-from mt2.inference.embedding import Embedding, KeyEstimate, check_readout, readouts_of
-from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB, KeyStatistics, decide_key, key_statistics
+from mt2.inference.embedding import Embedding, check_readout, readouts_of
+from mt2.inference.key_decision import MIN_TONALITY, SILENCE_DB
+from mt2.inference.key_path import DEFAULT_PASSES, KeyPath, check_shifts, default_shifts
 from mt2.inference.windows import DEFAULT_BATCH_SIZE, Rows, cut_windows, file_blocks, to_model_rate
 from mt2.model import ModelConfig, MT2Model
-
-
-#: Bin shifts whose group average the key path reads unless told otherwise (:attr:`Encoder.shifts`;
-#: ``(0,)``: one pass per window, no average). Measured in docs/key-inference.md.
-DEFAULT_SHIFTS: tuple[int, ...] = (0,)
-
-
-def check_shifts(shifts, offset: int) -> tuple[int, ...]:
-    """``shifts`` as a sorted tuple of distinct ints, checked against the 84-bin window's range:
-    a window cut ``s`` bins above ``offset`` must still lie inside the 99 CQT bins
-    (``0 <= offset + s <= MAX_OFFSET``), and 0 must be among them (the embedding's own window).
-
-    Raises:
-        ValueError: an empty set, a shift outside ``[-offset, MAX_OFFSET - offset]``, or no 0.
-    """
-    values = tuple(sorted({int(s) for s in shifts}))
-    low, high = -offset, MAX_OFFSET - offset
-    if not values or 0 not in values:
-        raise ValueError(f"shifts={tuple(shifts)} must include 0 (the window the embedding reads), e.g. (-2, -1, 0, 1, 2)")
-    outside = [s for s in values if not low <= s <= high]
-    if outside:
-        raise ValueError(
-            f"shifts {outside} fall outside the range: the model window starts at CQT bin {offset} and holds 84 of "
-            f"{N_BINS} bins, so a shift must lie in [{low}, {high}]; drop them or choose shifts inside it")
-    return values
 
 
 class ModelInput(NamedTuple):
@@ -97,7 +88,7 @@ class ModelInput(NamedTuple):
     shifted: torch.Tensor | None = None
 
 
-class Encoder(nn.Module):
+class Encoder(KeyPath, nn.Module):
     """Frontend + :class:`~mt2.model.MT2Model` + optional calibration and mode probe.
 
     Build one with :func:`load`, :meth:`from_pretrained`, or from a model:
@@ -116,7 +107,10 @@ class Encoder(nn.Module):
             ``training`` in ``config.json`` and kept as :attr:`training_info`
             (``nn.Module.training`` is the train/eval flag).
         shifts: the bin shifts whose group average the key path reads (:attr:`shifts`,
-            :func:`check_shifts`); ``(0,)`` runs each window once.
+            :func:`~mt2.inference.key_path.check_shifts`); ``(0,)`` runs each window once; None:
+            :data:`~mt2.inference.key_path.DEFAULT_SHIFTS`, less those a window at ``offset``
+            cannot be cut at (:func:`~mt2.inference.key_path.default_shifts`).
+        passes: the key path's windows start every ``1 / passes`` of a window (:attr:`passes`).
     """
 
     sample_rate = SAMPLE_RATE
@@ -133,7 +127,8 @@ class Encoder(nn.Module):
         offset: int = DEFAULT_OFFSET,
         training: dict | None = None,
         backend: str = DEFAULT_BACKEND,
-        shifts=DEFAULT_SHIFTS,
+        shifts=None,
+        passes: int = DEFAULT_PASSES,
     ) -> None:
         super().__init__()
         if mode_probe is not None and not model.layout.has_pitch_classes:
@@ -143,7 +138,8 @@ class Encoder(nn.Module):
         self.mode_probe = mode_probe
         self.calibration = calibration
         self.training_info = dict(training or {})
-        self.shifts = shifts
+        self.shifts = default_shifts(offset) if shifts is None else shifts
+        self.passes = passes
         self.eval()
 
     # -- persistence -------------------------------------------------------------------
@@ -176,18 +172,6 @@ class Encoder(nn.Module):
     def offset(self) -> int:
         """First CQT bin of the model's 84-bin window (the frontend's)."""
         return self.frontend.offset
-
-    @property
-    def shifts(self) -> tuple[int, ...]:
-        """The bin shifts whose group average the key path reads (:meth:`key`, :meth:`key_statistics`,
-        :meth:`key_timeline`; the module docstring): each window is also cut ``s`` bins higher for
-        every ``s``, each cut's head softmax and equivariant token are rolled back by ``s`` pitch
-        classes and the results averaged. Set it to any set that :func:`check_shifts` accepts."""
-        return self._shifts
-
-    @shifts.setter
-    def shifts(self, value) -> None:
-        self._shifts = check_shifts(value, self.offset)
 
     @property
     def device(self) -> torch.device:
@@ -271,23 +255,28 @@ class Encoder(nn.Module):
     @torch.inference_mode()
     def _embed_blocks(
         self, blocks: Iterable[np.ndarray], expected_samples: int, readout: str, layer: int, layers: tuple[int, ...],
-        batch_size: int, keep_frames: bool = True, shifts: tuple[int, ...] = (0,), cut: int = 0,
+        batch_size: int, keep_frames: bool = True, shifts: tuple[int, ...] = (0,), cut: int = 0, passes: int = 1,
     ) -> Embedding:
         """The one pass: every window through the model once (once per shift: the cuts of a
         batch go through together), each output written once into arrays preallocated for
         ``expected_samples`` samples at 16 kHz (one window of margin). ``cut``: every window cut
-        that many bins higher (:meth:`model_input_batches`' ``shift``; 0 but in :meth:`window_profiles`)."""
+        that many bins higher (:meth:`model_input_batches`' ``shift``; 0 but in :meth:`window_profiles`).
+        ``passes``: windows start every ``window_samples / passes`` samples (the key path's
+        overlapping windows, without frame tokens; 1: the embedding's non-overlapping ones)."""
+        if passes != 1 and keep_frames:
+            raise ValueError("overlapping windows (passes > 1) hold no frame tokens: the key path only")
         depth, k, per_token = self.config.depth, self.model.num_prefix_tokens, self.config.frames_per_token
+        hop = self.window_samples // passes
         framed = sorted({x % depth for x in (layer, *layers)}) if keep_frames else []
         read = sorted({*framed, layer % depth, depth - 1})
-        capacity = -(-expected_samples // self.window_samples) + 1
+        capacity = -(-expected_samples // hop) + 1
         shape = (k, self.embedding_size)
         class_rows = {b: Rows(capacity, shape) for b in read}
         frame_rows = {b: Rows(capacity * (self.window_frames // per_token), shape[1:]) for b in framed}
         averaged = len(shifts) > 1 and self.model.equivariant_head is not None
         key_rows = (Rows(capacity, (12,)), Rows(capacity, shape[1:])) if averaged else None
         spectrum, rms, valid_frames = [], [], []
-        for batch, valid, level, shifted in self.model_input_batches(blocks, batch_size, cut, shifts if averaged else None):
+        for batch, valid, level, shifted in self.model_input_batches(blocks, batch_size, cut, shifts if averaged else None, hop):
             if averaged:
                 intermediates = self.model.forward_intermediates(shifted.flatten(0, 1), read)
                 self._add_group_average(key_rows, intermediates[-1][:, :k], shifts)
@@ -317,31 +306,17 @@ class Encoder(nn.Module):
             layer_class_tokens={b: rows.array() for b, rows in class_rows.items()},
             layer_frames={b: rows.array() for b, rows in frame_rows.items()},
             timestamps=centres * frame_seconds,
-            window_starts=np.arange(len(valid)) * self.window_frames * frame_seconds,
+            window_starts=np.arange(len(valid)) * hop / SAMPLE_RATE,
             window_lengths=valid * frame_seconds,
             frame_counts=counts,
             spectrum=np.stack(spectrum),
             rms=np.concatenate(rms),
             key_head=self._key_head if self.model.equivariant_head is not None else None,
             shifts=shifts if averaged else (0,),
+            passes=passes,
             averaged_probabilities=key_rows[0].array() if averaged else None,
             averaged_tokens=key_rows[1].array() if averaged else None,
         )
-
-    def _add_group_average(self, rows: tuple[Rows, Rows], class_tokens: torch.Tensor, shifts: tuple[int, ...]) -> None:
-        """Write the group average over ``shifts`` of one batch: ``class_tokens`` ``(S B, K, D)``
-        (the last block, shift-major) -> the head softmax ``mean_s roll(p_s, s)`` ``(B, 12)`` and
-        the equivariant token ``mean_s roll(t_s, s)`` ``(B, D)``.
-
-        A window cut ``s`` bins higher shows its content ``s`` semitones lower, which rolls the
-        profile and the token's 12 pitch-class axis by ``-s`` (exactly, for a circular roll of
-        the 84 bins: the equivariant stream commutes with it); rolling by ``+s`` brings each cut
-        back to the unshifted window's frame before averaging."""
-        tokens = class_tokens[:, self.model.role_index("equivariant")].unflatten(0, (len(shifts), -1))
-        probabilities = torch.softmax(self.model.equivariant_head(tokens).float(), dim=-1)
-        back = [(torch.roll(probabilities[i], s, dims=-1), self.model.layout.roll(tokens[i], s)) for i, s in enumerate(shifts)]
-        rows[0].add(torch.stack([p for p, _ in back]).mean(0).cpu().numpy())
-        rows[1].add(torch.stack([t for _, t in back]).float().mean(0).cpu().numpy())
 
     @torch.inference_mode()
     def _key_head(self, tokens: np.ndarray) -> np.ndarray:
@@ -351,6 +326,7 @@ class Encoder(nn.Module):
 
     def model_input_batches(
         self, blocks: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, shift: int = 0, shifts: tuple[int, ...] | None = None,
+        hop: int | None = None,
     ) -> Iterator[ModelInput]:
         """The model's input, batch by batch, from consecutive mono 16-kHz blocks: windows of
         :attr:`window_samples` (:func:`~mt2.inference.windows.cut_windows`), each through the
@@ -358,10 +334,11 @@ class Encoder(nn.Module):
         window that many CQT bins above :attr:`offset` (the content ``shift`` semitones lower;
         0, what :meth:`embed` and :meth:`key` use, unless a measure of equivariance asks).
         ``shifts`` also cuts each window ``shift + s`` bins above :attr:`offset` for every ``s``
-        (:attr:`ModelInput.shifted`, from the same CQT; :func:`check_shifts`)."""
+        (:attr:`ModelInput.shifted`, from the same CQT; :func:`check_shifts`). ``hop``: windows
+        start every ``hop`` samples (default :attr:`window_samples`: they do not overlap)."""
         if shifts is not None:
             shifts = check_shifts(shifts, self.offset + shift)
-        for audio, valid_samples in cut_windows(blocks, self.window_samples, batch_size):
+        for audio, valid_samples in cut_windows(blocks, self.window_samples, batch_size, hop):
             magnitude = self.frontend.magnitude(torch.from_numpy(audio).to(self.device))
             # A window of S samples has 1 + S / hop centred frames; the last one is centred
             # on the next window's first sample and belongs to it.
@@ -379,134 +356,6 @@ class Encoder(nn.Module):
         ``shift`` 0; see :meth:`model_input_batches`)."""
         batches = self.model_input_batches([to_model_rate(audio, sr)], batch_size, shift)
         return torch.cat([batch.windows for batch in batches]).clone()  # an ordinary tensor, usable with autograd
-
-    # -- keys ----------------------------------------------------------------------------
-    def key(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> KeyEstimate:
-        """Key of audio (any length, rate and channels, as :meth:`embed`), or no key.
-
-        The signature is the argmax of the calibrated equivariant profile; the mode comes
-        from the mode probe or the template rule (module docstring).
-
-        **No key.** Silence and noise have none: the estimate has ``has_key`` False and
-        label ``"X"`` (:class:`KeyEstimate`) when :func:`mt2.inference.key_decision.is_keyless`
-        says so, with this encoder's :attr:`silence_db` and :attr:`min_tonality` (the rule
-        and its measurements: :mod:`mt2.inference.key_decision`).
-
-        Raises:
-            ValueError: the model has no equivariant class token, or no calibration is stored.
-        """
-        self.check_key_support()
-        return self.decide(self.key_statistics(audio, sr, batch_size))
-
-    def key_file(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, block_seconds: float = 60.0) -> KeyEstimate:
-        """:meth:`key` of an audio file, decoded block by block (bounded memory)."""
-        self.check_key_support()
-        return self.decide(self.key_statistics_file(path, batch_size, block_seconds))
-
-    def key_of(self, embedding: Embedding) -> KeyEstimate:
-        """:meth:`key` from an :class:`Embedding` of this encoder (no second pass): embed with
-        ``shifts=encoder.shifts`` for the key :meth:`key` gives.
-
-        Raises:
-            ValueError: the embedding was made with other shifts than :attr:`shifts`.
-        """
-        self.check_key_support()
-        if tuple(embedding.shifts) != self.shifts:
-            raise ValueError(
-                f"this embedding averages bin shifts {tuple(embedding.shifts)} but the key path reads {self.shifts}: "
-                "embed with shifts=encoder.shifts (or set encoder.shifts to the embedding's)")
-        return self.decide(self.statistics_of(embedding))
-
-    def key_timeline(self, audio, sr: int, **options):
-        """The local key over time as segments (start, end, key, confidence):
-        :func:`mt2.inference.timeline.key_timeline` (options: ``switch_penalty``, ``passes``, ``method``)."""
-        from mt2.inference.timeline import key_timeline
-
-        return key_timeline(self, audio, sr, **options)
-
-    def key_timeline_file(self, path: str | os.PathLike, **options):
-        """:meth:`key_timeline` of an audio file (:func:`mt2.inference.timeline.key_timeline_file`)."""
-        from mt2.inference.timeline import key_timeline_file
-
-        return key_timeline_file(self, path, **options)
-
-    def window_profiles(self, audio, sr: int, shift: int = 0, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """``(W, 12)`` the equivariant head's softmax of each window (uncalibrated, output-bin order),
-        averaged over :attr:`shifts` as :meth:`key` reads it, with every window cut ``shift`` bins
-        higher (content ``shift`` semitones lower: a measure of equivariance; 0 for :meth:`key`'s).
-
-        Raises:
-            ValueError: no equivariant token, or ``shift`` with :attr:`shifts` outside the range.
-        """
-        self._check_equivariant()
-        check_shifts(self.shifts, self.offset + shift)
-        audio = to_model_rate(audio, sr)
-        return self._embed_blocks([audio], len(audio), "average", -1, (), batch_size, False, self.shifts, shift).key_probabilities
-
-    def bin_probabilities(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """The equivariant head's softmax ``(12,)`` averaged over windows, uncalibrated (output bin order)."""
-        return self.key_statistics(audio, sr, batch_size).bin_probabilities
-
-    def _check_equivariant(self) -> None:
-        if self.model.equivariant_head is None:
-            raise ValueError(f"key estimation needs an equivariant class token; this model has class tokens {self.config.roles}")
-
-    def check_key_support(self) -> None:
-        """Raise ValueError unless :meth:`key` can run: an equivariant token and a stored calibration."""
-        self._check_equivariant()
-        if self.calibration is None:
-            raise ValueError(
-                "this encoder stores no calibration, so its output bins are not tied to key signatures: "
-                "run mt2.training.calibrate.calibrate_encoder(encoder), then encoder.save_pretrained(folder)"
-            )
-
-    def key_statistics(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> KeyStatistics:
-        """The window averages a key decision reads (:class:`~mt2.inference.key_decision.KeyStatistics`)
-        of audio (any length, rate and channels, as :meth:`embed`), from the one pass without frame tokens.
-
-        Raises:
-            ValueError: the model has no equivariant class token.
-        """
-        self._check_equivariant()
-        audio = to_model_rate(audio, sr)
-        return self.statistics_of(self._embed_blocks([audio], len(audio), "average", -1, (), batch_size, keep_frames=False, shifts=self.shifts))
-
-    def key_statistics_file(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, block_seconds: float = 60.0) -> KeyStatistics:
-        """:meth:`key_statistics` of an audio file, decoded block by block (bounded memory)."""
-        self._check_equivariant()
-        blocks, expected = file_blocks(path, block_seconds)
-        return self.statistics_of(self._embed_blocks(blocks, expected, "average", -1, (), batch_size, keep_frames=False, shifts=self.shifts))
-
-    def statistics_of(self, embedding: Embedding) -> KeyStatistics:
-        """:meth:`key_statistics` of an :class:`Embedding` of this encoder: the equivariant head
-        runs on its held last-block equivariant tokens (no second pass), averaged over the
-        shifts the embedding was made with (:attr:`Embedding.shifts`)."""
-        if embedding.key_probabilities is None:
-            raise ValueError(f"this embedding has no equivariant output: its class tokens are {embedding.roles}")
-        return key_statistics(embedding.key_probabilities, embedding.key_tokens, embedding.spectrum, embedding.rms, embedding.window_lengths, self.offset)
-
-    def canonical_token(self, token: np.ndarray, output_bin: int) -> np.ndarray:
-        """The equivariant token ``(D,)`` with its 12 pitch-class axis rolled back by
-        ``output_bin`` (the argmax of the equivariant head): transposing the input rolls the
-        token and the bin together, so the result does not change (the mode probe's input).
-
-        Raises:
-            ValueError: the model is not in the ``pitch-class`` layout (no 12 axis to roll).
-        """
-        return self.model.layout.roll(torch.as_tensor(token), -int(output_bin)).numpy()
-
-    def _mode_probabilities(self, stats: KeyStatistics) -> np.ndarray:
-        """``(2,)`` major/minor probabilities of the stored mode probe for one clip's statistics."""
-        features = self.canonical_token(stats.token, int(np.argmax(stats.bin_probabilities)))
-        with torch.inference_mode():
-            logits = self.mode_probe(torch.from_numpy(features).to(self.mode_probe.weight))
-        return torch.softmax(logits, dim=-1).cpu().numpy()
-
-    def decide(self, stats: KeyStatistics) -> KeyEstimate:
-        """The key of one clip's statistics with this encoder's calibration, mode probe and
-        no-key thresholds (:func:`mt2.inference.key_decision.decide_key`)."""
-        probe = self._mode_probabilities if self.mode_probe is not None else None
-        return decide_key(stats, self.calibration, probe, self.silence_db, self.min_tonality)
 
 
 def load(name_or_path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Encoder:

@@ -1,15 +1,23 @@
 """The key decision: window statistics in, a :class:`~mt2.inference.KeyEstimate` or no key out.
+The one decision that ``mt2 key`` (:meth:`mt2.inference.Encoder.key`), the key timeline
+(:mod:`mt2.inference.timeline`) and the study's key signature read (issue 29 item 3;
+measured in docs/key-inference.md).
 
-The encoder's one pass yields, per window, the equivariant head's softmax, the equivariant
-class token, the model input averaged over time and the RMS level. :func:`key_statistics`
-averages them over windows (:class:`KeyStatistics`); :func:`decide_key` turns the averages
-into an estimate:
+The encoder's pass yields, per window, the equivariant head's softmax and the equivariant class
+token (each averaged over the encoder's bin shifts, :attr:`mt2.inference.Encoder.shifts`), the
+model input averaged over time and the RMS level; the windows start every ``1 / passes`` of a
+window (:attr:`mt2.inference.Encoder.passes`). :func:`key_statistics` gathers them
+(:class:`KeyStatistics`) and :func:`decide_key` turns them into an estimate:
 
-* the **signature** is the argmax of the calibrated profile (the stored
-  :class:`~mt2.inference.calibration.Calibration` says which output bin is which signature);
-* the **mode** comes from the stored mode probe when there is one (the caller passes its
-  probabilities), else from the Krumhansl-Kessler templates on the input chroma
-  (:func:`mt2.keys.template_mode`), comparing only the two keys that share the signature;
+* each full window (:func:`evidence_windows`: a zero-padded tail is left out) gives the 24 key
+  probabilities :func:`key_probabilities` ``P_w(s, m) = P_w(s) P_w(m | s)``: the **signature**
+  profile calibrated by the stored :class:`~mt2.inference.calibration.Calibration`, times the
+  **mode** given the signature (:func:`mode_given_signature`: the Krumhansl-Kessler templates on
+  the window's chroma made soft, times the stored mode probe on the window's token rolled to the
+  signature, when there is one);
+* the clip's key is the argmax of their log-linear pool (:func:`pooled_key`), each window weighted
+  by the share of time it covers (:func:`coverage_weights`), which is what the timeline's Viterbi
+  pass keeps over the same windows when it makes no switch;
 * **no key** (silence, noise) is decided by :func:`is_keyless`, the one place of that rule.
 
 **The no-key rule.** An input has no key when its RMS level is below ``silence_db`` (default
@@ -65,7 +73,7 @@ import numpy as np
 from mt2.frontend import FRAME_RATE
 from mt2.inference.calibration import Calibration
 from mt2.inference.embedding import KeyEstimate
-from mt2.keys import MODES, chroma_from_window, key_name, signature_name, template_mode, tonic_of
+from mt2.keys import MODES, chroma_from_window, key_name, signature_name, signature_of, template_scores, tonic_of
 
 #: Below this RMS level (dB full scale, 0 dB = a full-scale square wave) an input is silence:
 #: no key, whatever the model says (measured values in the module docstring).
@@ -84,17 +92,28 @@ MIN_WINDOW_SECONDS = 1.0
 CONTRAST_WIDTH = 13
 #: Added to unit-mean spectra before the log, so that empty bins stay finite.
 LOG_FLOOR = 1e-3
+#: Sharpness of the soft template mode rule (per unit of correlation difference; :func:`mode_given_signature`).
+TEMPLATE_MODE_SHARPNESS = 10.0
+#: The 24 keys in the order of :func:`key_probabilities`: index ``i`` is tonic ``i % 12`` in mode ``MODES[i // 12]``.
+KEYS = tuple(key_name(i % 12, MODES[i // 12]) for i in range(24))
+#: Floor of a probability before its log (:func:`pooled_key`).
+TINY = 1e-12
 
 
 @dataclass
 class KeyStatistics:
-    """Window averages (weighted by each window's valid duration) that a key decision reads."""
+    """Window averages (weighted by each window's valid duration) that a key decision reads,
+    and the windows' own values (``W`` windows) for the decision of :func:`decide_key`."""
 
     bin_probabilities: np.ndarray  # (12,) uncalibrated softmax of the equivariant head, output-bin order
     token: np.ndarray  # (D,) the last block's equivariant class token
     chroma: np.ndarray  # (12,) of the model input, C = 0
     rms: float  # of the input at 16 kHz (1 for a full-scale square wave)
     tonality: float  # of the model input (:func:`tonality`; noise is below 1)
+    window_probabilities: np.ndarray | None = None  # (W, 12) each window's head softmax
+    window_tokens: np.ndarray | None = None  # (W, D) each window's equivariant token
+    window_chroma: np.ndarray | None = None  # (W, 12) each window's chroma
+    window_weights: np.ndarray | None = None  # (W,) valid durations, summing to 1
 
     @property
     def level_db(self) -> float:
@@ -158,18 +177,101 @@ def tonality(spectrum: np.ndarray, window_lengths: np.ndarray) -> float:
 
 def key_statistics(
     probabilities: np.ndarray, tokens: np.ndarray, spectrum: np.ndarray, rms: np.ndarray, window_lengths: np.ndarray, offset: int,
+    window_starts: np.ndarray | None = None, passes: int = 1,
 ) -> KeyStatistics:
-    """Average per-window values over windows, weighted by valid duration ``L_w``
-    (``sum_w L_w x_w / sum_w L_w``): head softmax ``(W, 12)``, equivariant tokens ``(W, D)``,
-    time-averaged model input ``(W, 84)`` of a window starting at CQT bin ``offset``, RMS ``(W,)``."""
-    weights = window_lengths / window_lengths.sum()
+    """The statistics of a clip's windows: head softmax ``(W, 12)``, equivariant tokens ``(W, D)``,
+    time-averaged model input ``(W, 84)`` of a window starting at CQT bin ``offset``, RMS ``(W,)``,
+    valid durations ``window_lengths`` and starts ``window_starts`` ``(W,)`` in seconds, the
+    windows of ``passes`` interleaved passes (window ``w`` of pass ``w % passes``).
+
+    * The averages (``bin_probabilities``, ``token``, ``chroma``, ``rms``, ``tonality``: what the
+      no-key rule, the calibration and the mode probe's fit read) are over the first pass's
+      windows, which do not overlap, weighted by valid duration ``L_w``: ``sum_w L_w x_w / sum_w L_w``.
+    * The windows the decision reads (``window_*``) are the :func:`evidence_windows` of all
+      passes, weighted by :func:`coverage_weights` (normalised to sum 1)."""
+    lengths = np.asarray(window_lengths, np.float64)
+    first = slice(None, None, passes)
+    weights = lengths[first] / lengths[first].sum()
+    starts = np.arange(len(lengths)) * lengths.max() / passes if window_starts is None else np.asarray(window_starts, np.float64)
+    keep = evidence_windows(lengths)
+    evidence = coverage_weights(starts[keep], lengths[keep], passes)
+    spectrum = np.asarray(spectrum)
     return KeyStatistics(
-        bin_probabilities=weights @ probabilities,
-        token=(weights @ tokens).astype(np.float32),
-        chroma=chroma_from_window((weights @ spectrum)[:, None], offset),
-        rms=float(np.sqrt(weights @ np.square(rms))),
-        tonality=tonality(spectrum, window_lengths),
+        bin_probabilities=weights @ probabilities[first],
+        token=(weights @ tokens[first]).astype(np.float32),
+        chroma=chroma_from_window((weights @ spectrum[first])[:, None], offset),
+        rms=float(np.sqrt(weights @ np.square(rms[first]))),
+        tonality=tonality(spectrum[first], lengths[first]),
+        window_probabilities=np.asarray(probabilities)[keep],
+        window_tokens=np.asarray(tokens)[keep],
+        window_chroma=np.stack([chroma_from_window(x[:, None], offset) for x in spectrum[keep]]),
+        window_weights=evidence / evidence.sum(),
     )
+
+
+def mode_given_signature(chroma: np.ndarray, probe: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
+    """``(W, 12, 2)`` ``P(mode | signature)`` of ``W`` windows for each of the 12 signatures
+    (last axis in :data:`mt2.keys.MODES` order): the soft template rule
+    ``P_t(major | s) = sigmoid(TEMPLATE_MODE_SHARPNESS * (r_major - r_minor))``, ``r`` the
+    Krumhansl-Kessler correlations (:func:`mt2.keys.template_scores`) of the two keys of ``s``
+    with each window's chroma ``(W, 12)``, times ``probe(s)`` ``(W, 2)`` (the mode probe's
+    probabilities with the token rolled to signature ``s``; None: the template alone),
+    renormalised."""
+    scores = template_scores(np.asarray(chroma))  # (W, 24)
+    out = np.empty((len(scores), 12, 2))
+    for s in range(12):
+        p_major = 1 / (1 + np.exp(-TEMPLATE_MODE_SHARPNESS * (scores[:, s] - scores[:, 12 + tonic_of(s, "minor")])))
+        out[:, s, 0], out[:, s, 1] = p_major, 1 - p_major
+        if probe is not None:
+            out[:, s] *= probe(s)
+    return out / out.sum(axis=2, keepdims=True)
+
+
+def key_probabilities(signature_profiles: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """``(W, 24)`` ``P(s, m) = P(s) P(m | s)`` in :data:`KEYS` order, from calibrated signature
+    profiles ``(W, 12)`` and :func:`mode_given_signature` ``(W, 12, 2)``."""
+    out = np.empty((len(signature_profiles), 24))
+    for s in range(12):
+        for m, mode in enumerate(MODES):
+            out[:, 12 * m + tonic_of(s, mode)] = signature_profiles[:, s] * modes[:, s, m]
+    return out
+
+
+def evidence_windows(lengths: np.ndarray) -> np.ndarray:
+    """``(T,)`` which windows a key decision reads: the full ones (valid length equal to the
+    longest's), or the longest alone when none is full. A zero-padded window is normalised over
+    its padding and the model never trained on one: on rendered 12-s clips the 1-s tails of the
+    timeline's later passes name the key 0.18 of the time, full windows 0.55 to 0.79."""
+    lengths = np.asarray(lengths, np.float64)
+    return lengths >= lengths.max() - 1e-9
+
+
+def coverage_weights(starts: np.ndarray, lengths: np.ndarray, passes: int = 1) -> np.ndarray:
+    """``(T,)`` each window's share of the input's time: ``passes * integral over the window of
+    dt / c(t) / L``, with ``c(t)`` the number of windows covering ``t`` and ``L`` the longest
+    window. Each instant covered weighs the same in total (``passes / L`` per second), however
+    many overlapping windows cover it, so the windows of ``passes`` offset passes pool like one
+    pass's; an interior window of ``passes`` passes weighs about 1 (the scale of a switch penalty)."""
+    starts = np.asarray(starts, np.float64)
+    ends = starts + np.asarray(lengths, np.float64)
+    edges = np.unique(np.concatenate([starts, ends]))
+    middles = (edges[1:] + edges[:-1]) / 2
+    cover = (middles[None, :] >= starts[:, None]) & (middles[None, :] < ends[:, None])  # (T, pieces)
+    count = cover.sum(axis=0)
+    share = np.where(count > 0, np.diff(edges) / np.maximum(count, 1), 0.0)
+    return passes * (cover * share[None, :]).sum(axis=1) / (ends - starts).max()
+
+
+def pooled_key(probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The clip's key distribution ``(24,)`` from its windows' :func:`key_probabilities` ``(W, 24)``:
+    the log-linear pool ``q(k) ~ exp(sum_w a_w log P_w(k))`` with weights ``a`` summing to 1.
+    Its argmax is the key that a Viterbi pass over the same windows keeps when it makes no switch
+    (:mod:`mt2.inference.timeline`: ``sum_t log P_t(k)``), so ``mt2 key`` and the timeline agree
+    on a clip in one key."""
+    weights = np.asarray(weights, np.float64) / np.sum(weights)
+    log = weights @ np.log(np.maximum(probabilities, TINY))
+    q = np.exp(log - log.max())
+    return q / q.sum()
 
 
 def is_keyless(stats: KeyStatistics, silence_db: float = SILENCE_DB, min_tonality: float = MIN_TONALITY) -> bool:
@@ -181,36 +283,45 @@ def is_keyless(stats: KeyStatistics, silence_db: float = SILENCE_DB, min_tonalit
 def decide_key(
     stats: KeyStatistics,
     calibration: Calibration,
-    mode_probabilities: Callable[[KeyStatistics], np.ndarray] | None = None,
+    signature_probe: Callable[[np.ndarray], Callable[[int], np.ndarray] | None] | None = None,
     silence_db: float = SILENCE_DB,
     min_tonality: float = MIN_TONALITY,
 ) -> KeyEstimate:
-    """The key of one clip's statistics (module docstring), or no key (:func:`is_keyless`).
+    """The key of one clip's statistics, or no key (:func:`is_keyless`): the one decision that
+    ``mt2 key``, the key timeline (per window, then Viterbi) and the study read.
+
+    Each window ``w`` that :func:`key_statistics` keeps gives :func:`key_probabilities`
+    ``P_w(s, m) = P_w(s) P_w(m | s)``: its calibrated signature profile times
+    :func:`mode_given_signature` (the soft template rule on its chroma, times the mode probe
+    when there is one); the key is the argmax of their :func:`pooled_key`
+    ``q(k) ~ exp(sum_w a_w log P_w(k))``, ``a_w`` the windows' coverage weights. The estimate's
+    ``profile`` is ``q`` summed over the two keys of each signature, its ``confidence`` ``q`` of the key.
 
     Args:
-        stats: the clip's window averages.
+        stats: the clip's statistics (:func:`key_statistics`).
         calibration: which output bin is which signature.
-        mode_probabilities: ``stats -> (2,)`` major/minor probabilities of a mode probe, or
-            None for the template rule.
+        signature_probe: ``tokens (W, D) -> (signature -> (W, 2))`` major/minor probabilities of
+            a mode probe (:meth:`mt2.inference.Encoder.signature_probe`), or None for the template
+            rule alone.
     """
-    profile = calibration.signature_probabilities(stats.bin_probabilities)
-    signature, confidence = int(np.argmax(profile)), float(profile.max())
+    profiles = calibration.signature_probabilities(stats.window_probabilities)
+    probe = signature_probe(stats.window_tokens) if signature_probe is not None else None
+    pooled = pooled_key(key_probabilities(profiles, mode_given_signature(stats.window_chroma, probe)), stats.window_weights)
+    profile = np.array([pooled[tonic_of(s, "major")] + pooled[12 + tonic_of(s, "minor")] for s in range(12)])
+    best = int(np.argmax(pooled))
     if is_keyless(stats, silence_db, min_tonality):
-        return KeyEstimate(None, None, None, None, None, confidence, profile, None, stats.level_db, stats.tonality)
-    if mode_probabilities is not None:
-        mode, source = MODES[int(np.argmax(mode_probabilities(stats)))], "probe"
-    else:
-        mode, source = template_mode(stats.chroma, signature), "template"
-    tonic = tonic_of(signature, mode)
+        return KeyEstimate(None, None, None, None, None, float(profile.max()), profile, None, stats.level_db, stats.tonality)
+    tonic, mode = best % 12, MODES[best // 12]
+    signature = signature_of(tonic, mode)
     return KeyEstimate(
         key=key_name(tonic, mode),
         tonic=tonic,
         mode=mode,
         signature=signature,
         signature_name=signature_name(signature),
-        confidence=confidence,
+        confidence=float(pooled[best]),
         profile=profile,
-        mode_source=source,
+        mode_source="probe x template" if probe is not None else "template",
         level_db=stats.level_db,
         tonality=stats.tonality,
     )

@@ -1,41 +1,42 @@
 """The key over time: local keys as segments ``(start, end, key, confidence)``.
 
-**Windows.** The encoder analyses non-overlapping 3.97-s windows (:mod:`mt2.inference.encoder`).
-For a finer grid the audio is embedded ``passes`` times, pass ``p`` starting ``p / passes``
-of a window later (the default, 4 passes, gives a hop of 0.99 s), and the windows of all
-passes are interleaved by their centre. Each window is still analysed on its own, so a
-window near a modulation sees both keys; the hop only sets where a switch can be placed.
-Measured on rendered modulating pieces (``mt2 study --timeline``, the validation seed), the
-passes cost little: the model runs at hundreds of times real time on one CPU core. Every
-window owns the stretch of time between the midpoints to its neighbours' centres (the first
-from 0, the last to the end), so the segments cover the input without gap or overlap.
-A window with fewer than :data:`MIN_WINDOW_SECONDS` of audio (a pass's tail) is dropped
-unless nothing else is left.
+**Windows.** The key path's 3.97-s windows (:meth:`Encoder.key_embedding`), starting every
+``1 / passes`` of a window (the default, 4 passes, gives a hop of 0.99 s), each analysed on its
+own, so a window near a modulation sees both keys; the hop only sets where a switch can be
+placed. Only full windows are read (:func:`~mt2.inference.key_decision.evidence_windows`: a
+zero-padded tail names the key far less often), each weighing the share of time it covers
+(:func:`~mt2.inference.key_decision.coverage_weights`, about 1 for an interior window), so that
+the start of a piece, covered by fewer windows, counts as much as its end: with every window at
+weight 1 and the tails kept, the timeline's main key on 144 rendered one-key clips was one fifth
+flatwards of ``mt2 key`` on 15 % of them (docs/key-inference.md). Every window owns the stretch
+of time between the midpoints to its neighbours' centres (the first from 0, the last to the
+end), so the segments cover the input without gap or overlap.
 
-**Evidence per window** (:class:`WindowEvidence`):
+**Evidence per window** (:class:`WindowEvidence`): the 24-key probability
+``P(s, m) = P(s) P(m | s)`` of :func:`mt2.inference.key_decision.key_probabilities`, the function
+``mt2 key`` pools over the same kind of windows (:func:`mt2.inference.key_decision.decide_key`):
 
-- signature: the equivariant head's softmax on the window, calibrated
-  (:meth:`~mt2.inference.calibration.Calibration.signature_probabilities`);
-- mode given the signature: the template rule made soft,
-  ``P_t(major | s) = sigmoid(TEMPLATE_MODE_SHARPNESS * (r_major - r_minor))`` with ``r`` the
-  Krumhansl-Kessler correlations of the two keys of ``s`` with the window's chroma, times (and
-  renormalised) the stored mode probe on the window's equivariant token rolled so that the
-  signature's bin sits at 0 (:meth:`Encoder.canonical_token`, as the clip-level key does for the
-  argmax bin), evaluated for each of the 12 signatures; the template part alone without a probe.
-  On 4-s windows the product beat the probe alone on the validation seed (tuning objective of
-  :mod:`mt2.study.timeline` 1.333 against 1.255; boundaries found 0.58 against 0.51, relative
-  modulations being the ones missed most: they keep the signature and only the mode changes);
-- the 24-key probability ``P(s, m) = P(s) P(m | s)``;
+- signature: the equivariant head's softmax on the window (averaged over the encoder's bin
+  shifts), calibrated (:meth:`~mt2.inference.calibration.Calibration.signature_probabilities`);
+- mode given the signature (:func:`mt2.inference.key_decision.mode_given_signature`): the
+  template rule made soft, times (and renormalised) the stored mode probe on the window's
+  equivariant token rolled so that the signature's bin sits at 0, for each of the 12
+  signatures; the template part alone without a probe. On 4-s windows the product beat the
+  probe alone on the validation seed (tuning objective of :mod:`mt2.study.timeline` 1.333
+  against 1.255; boundaries found 0.58 against 0.51, relative modulations being the ones missed
+  most: they keep the signature and only the mode changes);
 - no key: :func:`window_has_key` (level and tonality of each window, the rule of
   :meth:`Encoder.key` applied per window).
 
 **Smoothing.** A Viterbi pass over the 24 keys and a no-key state maximises
-``sum_t log P_t(key_t) - switch_penalty * (number of key changes)``: the **switch penalty** is
+``sum_t a_t log P_t(key_t) - switch_penalty * (number of key changes)`` (``a_t`` the coverage
+weights): the **switch penalty** is
 the one parameter, in nats (natural log-probability) per switch. A switch is kept only where
 the windows after it favour the new key by more than ``switch_penalty`` in total, so a larger
 penalty never gives more switches (tested) and 0 follows each window's best key.
 No-key windows are forced to the no-key state and key windows out of it; entering or
-leaving it costs nothing. The default, :data:`DEFAULT_SWITCH_PENALTY` (24 nats), was chosen on
+leaving it costs nothing. The default, :data:`DEFAULT_SWITCH_PENALTY` (20 nats; 24 before the
+coverage weights and the shift average of issue 30), was chosen on
 rendered modulating pieces of a validation seed (``mt2 study --timeline data/modulations
 --timeline-valid data/modulations-valid``, seeds 2026 and 2027), never on the test seed; the test
 numbers are in ``docs/timeline/timeline.md``.
@@ -54,20 +55,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mt2.inference.embedding import NO_KEY
-from mt2.inference.key_decision import MIN_WINDOW_SECONDS, window_tonality
+from mt2.inference.key_decision import KEYS, coverage_weights, evidence_windows, key_probabilities, mode_given_signature, window_tonality
 from mt2.inference.windows import DEFAULT_BATCH_SIZE
-from mt2.keys import MODES, chroma_from_window, key_name, signature_of, template_scores, tonic_of
+from mt2.keys import chroma_from_window, signature_of, template_scores
 
 #: Nats of log-probability a key switch costs in the Viterbi pass (the module docstring).
-DEFAULT_SWITCH_PENALTY = 24.0
+DEFAULT_SWITCH_PENALTY = 20.0
 #: Embedding passes, each offset by ``1 / passes`` of a window (4: a hop of about 1 s).
 DEFAULT_PASSES = 4
-#: Sharpness of the soft template mode rule (per unit of correlation difference).
-TEMPLATE_MODE_SHARPNESS = 10.0
 #: Sharpness of the template baseline's key probabilities (per unit of correlation).
 TEMPLATE_SHARPNESS = 20.0
-#: The 24 keys in state order: state ``i`` is tonic ``i % 12`` in mode ``MODES[i // 12]``.
-KEYS = tuple(key_name(i % 12, MODES[i // 12]) for i in range(24))
 _NO_KEY_STATE = 24
 _TINY = 1e-12
 
@@ -83,6 +80,9 @@ class WindowEvidence:
         key_probabilities: ``(T, 24)`` probability of each key (state order :data:`KEYS`).
         has_key: ``(T,)`` False where the window is silence or noise.
         signature_probabilities: ``(T, 12)`` calibrated signature profile (None for the template baseline).
+        weights: ``(T,)`` how much each window's log-probability counts in the Viterbi objective
+            (:func:`mt2.inference.key_decision.coverage_weights`: each instant the same in total);
+            None: 1 each.
     """
 
     starts: np.ndarray
@@ -92,6 +92,7 @@ class WindowEvidence:
     key_probabilities: np.ndarray
     has_key: np.ndarray
     signature_probabilities: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     @property
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +209,8 @@ def decode(evidence: WindowEvidence, switch_penalty: float = DEFAULT_SWITCH_PENA
     steps = len(evidence.centres)
     emissions = np.full((steps, 25), -np.inf)
     keyed = evidence.has_key
-    emissions[keyed, :24] = np.log(np.maximum(evidence.key_probabilities[keyed], _TINY))
+    weights = np.ones(steps) if evidence.weights is None else np.asarray(evidence.weights, np.float64)
+    emissions[keyed, :24] = weights[keyed, None] * np.log(np.maximum(evidence.key_probabilities[keyed], _TINY))
     emissions[~keyed, _NO_KEY_STATE] = 0.0
     free = np.zeros(25, bool)
     free[_NO_KEY_STATE] = True
@@ -235,20 +237,6 @@ def decode(evidence: WindowEvidence, switch_penalty: float = DEFAULT_SWITCH_PENA
 
 
 # -- evidence -------------------------------------------------------------------------------------
-def _embed_passes(encoder, audio16: np.ndarray, passes: int, batch_size: int):
-    """Embeddings of ``audio16`` (16 kHz) from ``passes`` offsets, with each pass's offset in seconds."""
-    if passes < 1:
-        raise ValueError(f"passes must be >= 1, got {passes}")
-    rate = encoder.sample_rate
-    results = []
-    for p in range(passes):
-        shift = p * encoder.window_samples // passes
-        if p and shift >= len(audio16):
-            break
-        results.append((encoder.embed(audio16[shift:], rate, readout="equivariant", batch_size=batch_size, shifts=encoder.shifts), shift / rate))
-    return results
-
-
 def window_has_key(encoder, spectrum: np.ndarray, rms: np.ndarray, window_lengths: np.ndarray) -> np.ndarray:
     """``(W,)`` True where a window has a key: level at least ``encoder.silence_db`` and
     tonality at least ``encoder.min_tonality`` (the clip-level rule of :meth:`Encoder.key`, per
@@ -259,73 +247,46 @@ def window_has_key(encoder, spectrum: np.ndarray, rms: np.ndarray, window_length
 
 
 def _gather(encoder, audio, sr: float, passes: int, batch_size: int):
-    """Windows of every pass, sorted by centre: starts, lengths, the embeddings' rows."""
+    """The key path's windows of ``passes`` passes (:meth:`Encoder.key_embedding`) that a key
+    decision reads (:func:`~mt2.inference.key_decision.evidence_windows`): starts, lengths, the
+    input's duration, their rows and coverage weights."""
     from mt2.inference.windows import to_model_rate
 
     audio16 = to_model_rate(audio, sr)
-    duration = len(audio16) / encoder.sample_rate
-    rows = []
-    for emb, offset in _embed_passes(encoder, audio16, passes, batch_size):
-        tokens = emb.key_tokens
-        for w in range(len(emb.window_starts)):
-            rows.append((offset + emb.window_starts[w], emb.window_lengths[w], emb.key_probabilities[w], tokens[w],
-                         emb.spectrum[w], emb.rms[w]))
-    longest = max(r[1] for r in rows)
-    rows = [r for r in rows if r[1] >= min(MIN_WINDOW_SECONDS, longest)]
-    rows.sort(key=lambda r: r[0] + r[1] / 2)
-    starts = np.array([r[0] for r in rows], np.float64)
-    lengths = np.array([r[1] for r in rows], np.float64)
-    return starts, lengths, duration, {
-        "bins": np.stack([r[2] for r in rows]), "tokens": np.stack([r[3] for r in rows]),
-        "spectrum": np.stack([r[4] for r in rows]), "rms": np.array([r[5] for r in rows]),
-    }
-
-
-def _mode_given_signature(encoder, bins: np.ndarray, tokens: np.ndarray, chroma: np.ndarray) -> np.ndarray:
-    """``(T, 12, 2)`` ``P(mode | signature)`` for each window and signature (the module docstring)."""
-    import torch
-
-    steps = len(bins)
-    out = np.empty((steps, 12, 2))
-    scores = template_scores(chroma)  # (T, 24)
-    for s in range(12):
-        major, minor = scores[:, s], scores[:, 12 + tonic_of(s, "minor")]
-        p_major = 1 / (1 + np.exp(-TEMPLATE_MODE_SHARPNESS * (major - minor)))
-        out[:, s, 0], out[:, s, 1] = p_major, 1 - p_major
-    if encoder.mode_probe is None:
-        return out
-    probe = encoder.mode_probe
-    for s in range(12):
-        bin_of_s = int(encoder.calibration.bin_of_signature(s))
-        features = np.stack([encoder.canonical_token(token, bin_of_s) for token in tokens])
-        with torch.inference_mode():
-            logits = probe(torch.from_numpy(features).to(probe.weight))
-        out[:, s] *= torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out / out.sum(axis=2, keepdims=True)
+    emb = encoder.key_embedding(audio16, encoder.sample_rate, passes, batch_size)
+    keep = evidence_windows(emb.window_lengths)
+    starts, lengths = emb.window_starts[keep], emb.window_lengths[keep]
+    rows = {"bins": emb.key_probabilities[keep], "tokens": emb.key_tokens[keep], "spectrum": emb.spectrum[keep], "rms": emb.rms[keep]}
+    return starts, lengths, len(audio16) / encoder.sample_rate, rows, coverage_weights(starts, lengths, passes)
 
 
 def _chroma(encoder, spectrum: np.ndarray) -> np.ndarray:
     return np.stack([chroma_from_window(s[:, None], encoder.offset) for s in spectrum])
 
 
-def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[WindowEvidence, WindowEvidence]:
-    """``(mt2 evidence, template evidence)`` from the same windows of one set of passes."""
-    starts, lengths, duration, rows = _gather(encoder, audio, sr, passes, batch_size)
+def evidence_of_rows(encoder, starts: np.ndarray, lengths: np.ndarray, duration: float, rows: dict,
+                     weights: np.ndarray | None = None) -> tuple[WindowEvidence, WindowEvidence]:
+    """``(mt2 evidence, template evidence)`` of windows sorted by start: ``starts`` and ``lengths``
+    ``(T,)`` in seconds, ``rows`` with the head softmax ``bins`` ``(T, 12)``, equivariant ``tokens``
+    ``(T, D)``, time-averaged model input ``spectrum`` ``(T, 84)`` and ``rms`` ``(T,)``, and each
+    window's ``weights`` in the Viterbi objective. The mt2 evidence is
+    :func:`mt2.inference.key_decision.key_probabilities` of each window, what ``mt2 key`` pools
+    (:func:`mt2.inference.key_decision.decide_key`)."""
     chroma = _chroma(encoder, rows["spectrum"])
     has_key = window_has_key(encoder, rows["spectrum"], rows["rms"], lengths)
     centres = starts + lengths / 2
     signatures = encoder.calibration.signature_probabilities(rows["bins"])  # (T, 12) by signature
-    modes = _mode_given_signature(encoder, rows["bins"], rows["tokens"], chroma)
-    keys = np.empty((len(starts), 24))
-    for s in range(12):
-        for m, mode in enumerate(MODES):
-            tonic = tonic_of(s, mode)
-            keys[:, 12 * m + tonic] = signatures[:, s] * modes[:, s, m]
-    model = WindowEvidence(starts, lengths, centres, duration, keys, has_key, signatures)
+    keys = key_probabilities(signatures, mode_given_signature(chroma, encoder.signature_probe(rows["tokens"])))
+    model = WindowEvidence(starts, lengths, centres, duration, keys, has_key, signatures, weights)
     logits = TEMPLATE_SHARPNESS * template_scores(chroma)
     template = np.exp(logits - logits.max(axis=1, keepdims=True))
     template /= template.sum(axis=1, keepdims=True)
-    return model, WindowEvidence(starts, lengths, centres, duration, template, has_key.copy())
+    return model, WindowEvidence(starts, lengths, centres, duration, template, has_key.copy(), weights=weights)
+
+
+def evidence_pair(encoder, audio, sr: float, passes: int = DEFAULT_PASSES, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[WindowEvidence, WindowEvidence]:
+    """``(mt2 evidence, template evidence)`` from the same windows of one set of passes."""
+    return evidence_of_rows(encoder, *_gather(encoder, audio, sr, passes, batch_size))
 
 
 def key_timeline(encoder, audio, sr: float, switch_penalty: float = DEFAULT_SWITCH_PENALTY, passes: int = DEFAULT_PASSES,

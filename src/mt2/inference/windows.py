@@ -45,38 +45,42 @@ def to_model_rate(audio, sr: float) -> np.ndarray:
     return audio
 
 
-def cut_windows(blocks: Iterable[np.ndarray], size: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Cut consecutive mono blocks into windows of ``size`` samples, ``batch_size`` at a time.
+def cut_windows(blocks: Iterable[np.ndarray], size: int, batch_size: int, hop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Cut consecutive mono blocks into windows of ``size`` samples starting every ``hop``
+    samples (``size``, the default: windows that do not overlap), ``batch_size`` at a time.
 
-    Yields ``(windows (B, size), valid samples (B,))``; the last window is zero-padded.
-    Holds at most one block and one batch.
+    Yields ``(windows (B, size), valid samples (B,))``: the windows starting at ``k * hop`` for
+    every ``k`` with ``k * hop`` inside the input, those running past its end zero-padded.
+    Holds at most one block, one window and one batch.
 
     Raises:
-        ValueError: the blocks hold no sample at all.
+        ValueError: the blocks hold no sample at all, or ``hop`` is not in ``1..size``.
     """
+    hop = size if hop is None else hop
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pending = np.zeros(0, np.float32)
+    if not 1 <= hop <= size:
+        raise ValueError(f"hop must lie in [1, {size}] samples (the window), got {hop}")
+    pending = np.zeros(0, np.float32)  # the samples from ``start`` on
     batch: list[np.ndarray] = []
     seen = 0
     for block in blocks:
         seen += len(block)
         pending = np.concatenate([pending, np.asarray(block, dtype=np.float32)])
-        full = len(pending) // size
+        full = 0 if len(pending) < size else 1 + (len(pending) - size) // hop
         for i in range(full):
-            batch.append(pending[i * size : (i + 1) * size])
+            batch.append(pending[i * hop : i * hop + size])
             if len(batch) == batch_size:
                 yield np.stack(batch), np.full(len(batch), size)
                 batch = []
-        pending = pending[full * size :].copy()
+        pending = pending[full * hop :].copy()
     if seen == 0:
         raise ValueError("audio has no samples")
-    valid = np.full(len(batch) + bool(len(pending)), size)
-    if len(pending):
-        valid[-1] = len(pending)
-        batch.append(np.pad(pending, (0, size - len(pending))))
-    if batch:
-        yield np.stack(batch), valid
+    tails = range(0, len(pending), hop)  # the windows that run past the end
+    valid = np.concatenate([np.full(len(batch), size), [len(pending) - i for i in tails]]).astype(np.int64)
+    batch += [np.pad(pending[i:], (0, size - len(pending) + i)) for i in tails]
+    for first in range(0, len(batch), batch_size):
+        yield np.stack(batch[first : first + batch_size]), valid[first : first + batch_size]
 
 
 def file_blocks(path: str | os.PathLike, block_seconds: float) -> tuple[Iterator[np.ndarray], int]:

@@ -13,9 +13,12 @@ Metrics of :func:`evaluate` (docs/design.md section 6, issue "recipe study"):
 * ``equivariance``: share of clips whose argmax moves by the transposition (window cut
   ``k`` bins higher -> argmax ``k`` lower);
 * ``key_signature`` / ``within_fifth``: zero-shot key signature of token 0 after
-  calibration on rendered references (:mod:`mt2.training.calibrate`), and the share within one
-  step on the circle of fifths; ``best_rotation``: the same with the best rotation and
-  direction chosen after the fact on the test labels (an upper bound of calibration);
+  calibration on rendered references (:mod:`mt2.training.calibrate`): the signature of the key
+  that ``mt2 key`` decides (:meth:`mt2.inference.Encoder.key`, the one decision of
+  :func:`mt2.inference.key_decision.decide_key`; no mode probe, so the template rule), and the
+  share within one step on the circle of fifths; ``best_rotation``: the argmax output bin of
+  the head's softmax averaged over the clip's windows by valid length, scored with the best
+  rotation and direction chosen after the fact on the test labels (an upper bound of calibration);
 * ``template`` / ``template_linear``: Krumhansl templates on the octave-folded input
   windows (no network), with the model's input compression and with linear magnitudes
   (the stronger classical baseline: compression blurs pitch classes);
@@ -36,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from mt2.audio import load_audio
-from mt2.frontend import SAMPLE_RATE
+from mt2.frontend import MAX_OFFSET, SAMPLE_RATE
 from mt2.inference import Encoder
 from mt2.keys import chroma_from_window, fifths_distance, signature_of, template_key
 from mt2.model import MT2Model, count_parameters
@@ -129,14 +132,15 @@ def _metrics(encoder: Encoder, linear: Encoder, root: Path, manifest: list[dict]
             if outputs["tokens"].shape[1] == 2:  # class-token similarity on full windows of music
                 full = outputs["tokens"][torch.from_numpy(valid == encoder.window_frames)]
                 music_cos.extend(F.cosine_similarity(full[:, 0], full[:, 1], dim=-1).tolist())
-            k = int(generator.choice([s for s in range(-encoder.offset, 16 - encoder.offset) if s % 12]))
+            k = int(generator.choice([s for s in range(-encoder.offset, MAX_OFFSET + 1 - encoder.offset) if s % 12]))
             first = audio[: encoder.window_samples]
             shifted = clip_outputs(model, clip_input(encoder, first, shift=k)[0])["probs"]
             moved += int((int(shifted[0].argmax()) - int(probs[0].argmax()) + k) % 12 == 0)
             if len(windows) > 1:
                 multi += 1
                 agree += int(probs[0].argmax() == probs[1].argmax())
-            q = int(probs.mean(dim=0).argmax())
+            stats = encoder.key_statistics(audio, SAMPLE_RATE)
+            q = int(np.argmax(stats.bin_probabilities))
             signature = signature_of(clip["tonic"], clip["mode"])
             predicted_bins.append(q)
             labels.append(signature)
@@ -145,9 +149,11 @@ def _metrics(encoder: Encoder, linear: Encoder, root: Path, manifest: list[dict]
                 tonic, mode, _ = template_key(chroma_from_window(window, encoder.offset))
                 template_hits[name] += signature_of(tonic, mode) == signature
             if calibration is not None:
-                predicted = int(calibration.signature_of_bin(q))
+                encoder.calibration = calibration
+                estimate = encoder.decide(stats)
+                predicted = estimate.signature if estimate.has_key else None
                 sig_hits += predicted == signature
-                fifth_hits += fifths_distance(predicted, signature) <= 1
+                fifth_hits += predicted is not None and fifths_distance(predicted, signature) <= 1
         n = max(1, len(pieces))
         bins, labels = np.array(predicted_bins), np.array(labels)
         best = max(int(((d * labels + r) % 12 == bins).sum()) for d in (1, -1) for r in range(12))
