@@ -231,11 +231,9 @@ def materialise(candidate: Candidate, out: Path) -> tuple[Path, bytes]:
     target.parent.mkdir(parents=True, exist_ok=True)
     if candidate.kind == "copy":
         _write_atomic(target, lambda tmp: tmp.write_bytes(data))
-    elif candidate.kind == "raw":
-        audio, rate = decode_raw(data), RAW_RATE
     else:
-        audio, rate = render_module(data, Path(candidate.origin).suffix.lower() or ".xm"), MODULE_RATE
-    if candidate.kind != "copy":
+        audio, rate = (decode_raw(data), RAW_RATE) if candidate.kind == "raw" else (
+            render_module(data, Path(candidate.origin).suffix.lower() or ".xm"), MODULE_RATE)
         _write_atomic(target, lambda tmp: sf.write(tmp, audio, rate, format="FLAC", subtype="PCM_16"))
     return target, data
 
