@@ -6,7 +6,11 @@
 #   scripts/scaling_campaign.sh measure SEED BUDGET # the study's measures of that model -> runs/scaling/study/runs.jsonl
 #   scripts/scaling_campaign.sh snapshot SEED       # copy what resuming needs into campaign/sSEED (committed)
 #
-# Each train and branch piece appends "action seed step/budget start end" (unix seconds) to
+# VARIANT=equivariant|contrastive|masked trains that single-objective variant on the same recipe,
+# data, seed and schedule (issue 32's equal budget) into runs/scaling/sSEED-VARIANT, snapshot
+# campaign/sSEED-VARIANT, models runs/scaling/models/sSEED-VARIANT-bBUDGET; the default is mt2.
+#
+# Each train and branch piece appends "action name step/budget start end" (name: sSEED, or sSEED-VARIANT) (unix seconds) to
 # runs/scaling/sSEED/pieces.tsv (kept in the snapshot): the wall-clock each budget cost.
 #
 # The data are rebuilt by command where missing (data/medium: rendered; data/real: Debian packages).
@@ -17,10 +21,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MT2=${MT2:-.venv/bin/mt2}
 THREADS=${THREADS:-1}
+VARIANT=${VARIANT:-mt2}
 action=${1:?train, branch or snapshot}
 seed=${2:?seed}
-run=runs/scaling/s$seed
-snap=campaign/s$seed
+name=s$seed$([ "$VARIANT" = mt2 ] || echo "-$VARIANT")
+run=runs/scaling/$name
+snap=campaign/$name
 cache=runs/scaling/cache
 
 need_data() {
@@ -41,25 +47,25 @@ case $action in
     if [ -f $run/last.ckpt ]; then
       $MT2 pretrain --resume --out $run --until "$until" --cache-dir $cache --threads "$THREADS" --no-progress
     else
-      $MT2 pretrain --data data/medium --real-data data/real --config docs/scaling/campaign.yaml --seed "$seed" \
+      $MT2 pretrain --data data/medium --real-data data/real --config docs/scaling/campaign.yaml --seed "$seed" --variant "$VARIANT" \
         --out $run --until "$until" --cache-dir $cache --threads "$THREADS" --no-progress
     fi
-    printf 'train\t%s\t%s\t%s\t%s\n' "$seed" "$until" "$start" "$(date +%s)" >> $run/pieces.tsv
+    printf 'train\t%s\t%s\t%s\t%s\n' "$name" "$until" "$start" "$(date +%s)" >> $run/pieces.tsv
     ;;
   branch)
     budget=${3:?budget}
-    out=runs/scaling/s$seed-b$budget
+    out=runs/scaling/$name-b$budget
     if [ ! -f $run/branch-$budget.ckpt ] && [ -f $snap/branch-$budget.ckpt ]; then
       mkdir -p $run && cp $snap/branch-$budget.ckpt $snap/config.yaml $run/
     fi
     start=$(date +%s)
     $MT2 pretrain --branch $run --budget "$budget" --out "$out" --cache-dir $cache --threads "$THREADS" --no-progress
-    $MT2 export "$out/last.ckpt" runs/scaling/models/s$seed-b$budget --mode-probe data/medium
-    printf 'branch\t%s\t%s\t%s\t%s\n' "$seed" "$budget" "$start" "$(date +%s)" >> $run/pieces.tsv
+    $MT2 export "$out/last.ckpt" runs/scaling/models/$name-b$budget --mode-probe data/medium
+    printf 'branch\t%s\t%s\t%s\t%s\n' "$name" "$budget" "$start" "$(date +%s)" >> $run/pieces.tsv
     ;;
   measure)
     budget=${3:?budget}
-    $MT2 study --evaluate runs/scaling/models/s$seed-b$budget --corpus data/medium --real data/real \
+    $MT2 study --evaluate runs/scaling/models/$name-b$budget --corpus data/medium --real data/real \
       --out runs/scaling/study --threads "$THREADS"
     ;;
   snapshot)
@@ -71,7 +77,7 @@ case $action in
     for ckpt in $run/branch-*.ckpt; do
       [ -e "$ckpt" ] || continue
       budget=$(basename "$ckpt" .ckpt); budget=${budget#branch-}
-      if [ -d runs/scaling/models/s$seed-b$budget ]; then
+      if [ -d runs/scaling/models/$name-b$budget ]; then
         rm -f $snap/branch-$budget.ckpt  # finished: its model is measured, the checkpoint is not needed again
       else
         cp "$ckpt" $snap/.tmp.ckpt && mv $snap/.tmp.ckpt $snap/branch-$budget.ckpt

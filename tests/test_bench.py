@@ -14,7 +14,7 @@ from tiny_encoder import make_encoder, one_thread
 from mt2.bench import TASKS
 from mt2.bench.baselines import ONSET_RATE, estimate_tempo, harmonic_pitch, template_chords, track_beats
 from mt2.bench.chords import labels_to_intervals, majmin_class
-from mt2.bench.features import Clip, EncoderExtractor, FeatureCache, Request, extract, load_external, pack, unpack
+from mt2.bench.features import ZERO_SHOT, Clip, EncoderExtractor, FeatureCache, Request, extract, load_external, pack, unpack
 from mt2.bench.probe import select_probe, train_probe
 from mt2.bench.task import IGNORE
 from mt2.bench.beat_activation import OCTAVE_FACTORS
@@ -205,6 +205,18 @@ def test_encoder_weights_hash_follows_the_weights():
     with torch.no_grad():
         next(encoder.model.parameters()).add_(1e-3)
     assert EncoderExtractor("m", encoder).weights_hash != before
+
+
+def test_the_zero_shot_cache_follows_the_key_path_and_embeddings_only_the_weights():
+    """A changed key decision (here: the bin shifts averaged) is measured again; the embeddings'
+    cache files stay valid."""
+    encoder = make_encoder()
+    zero_shot, average = Request(ZERO_SHOT), Request("average", -1)
+    before = EncoderExtractor("m", encoder)
+    encoder.shifts = (0,)
+    after = EncoderExtractor("m", encoder)
+    assert after.cache_hash(zero_shot) != before.cache_hash(zero_shot)
+    assert after.cache_hash(average) == before.cache_hash(average) == before.weights_hash
 
 
 def test_pack_round_trip():

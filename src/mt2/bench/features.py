@@ -17,7 +17,10 @@ An **extractor** turns one decoded clip into named arrays for a :class:`Request`
 and, in its metadata, the system's weights hash and the hash of the clip list (the paths
 with their sizes and modification times, and which clips need frame tokens). A file whose
 weights hash differs from the system's (the model was retrained or replaced) is
-invalidated: recomputed and overwritten. A changed clip list gets a file of its own.
+invalidated: recomputed and overwritten. The zero-shot key of an encoder is cached under
+:func:`key_path_hash` instead: its weights with the key path's settings (bin shifts, passes,
+the no-key rule) and the source of :mod:`mt2.inference`, so a changed key decision is measured
+again. A changed clip list gets a file of its own.
 Files are ``.npz`` with a JSON string; nothing is pickled.
 """
 from __future__ import annotations
@@ -78,7 +81,9 @@ class Extractor(Protocol):
 
         An extractor that derives several requests from one pass over a clip also has
         ``compute_all(audio, requests, frames) -> {request: arrays}``; :func:`extract` then
-        calls that once per clip instead."""
+        calls that once per clip instead. One whose requests depend on more than the weights
+        has ``cache_hash(request) -> str``, the hash its cache files are kept under (default:
+        :attr:`weights_hash`)."""
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -108,6 +113,17 @@ def state_hash(module: torch.nn.Module, *extra: object) -> str:
 def source_hash(*objects: object) -> str:
     """SHA-256 of the source files defining ``objects`` (modules, classes, functions)."""
     return _digest(Path(inspect.getsourcefile(o)).read_bytes() for o in objects)
+
+
+def key_path_hash(encoder) -> str:
+    """What ``encoder.key`` answers from: the weights (mode probe included), the calibration,
+    the key path's settings (bin shifts, passes, the no-key rule) and the source of every loaded
+    :mod:`mt2.inference` module (the decision's code)."""
+    settings = {k: getattr(encoder, k) for k in ("shifts", "passes", "silence_db", "min_tonality")}
+    calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
+    inference = [m for name, m in sorted(sys.modules.items()) if name.startswith("mt2.inference") and getattr(m, "__file__", None)]
+    return state_hash(encoder, encoder.config.to_dict(), encoder.compression, encoder.offset, calibration,
+                      {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}, source_hash(*inference))
 
 
 def clips_hash(clips: Sequence[Clip]) -> str:
@@ -205,9 +221,10 @@ def extract(
     be decoded is reported on stderr and comes back as None.
     """
     clip_list_hash = clips_hash(clips)
+    cache_hash = getattr(extractor, "cache_hash", lambda request: extractor.weights_hash)
     results = {}
     for request in requests:
-        cached = cache.load(extractor.label, extractor.weights_hash, request, clip_list_hash, len(clips))
+        cached = cache.load(extractor.label, cache_hash(request), request, clip_list_hash, len(clips))
         if cached is not None:
             results[request] = cached
     missing = [r for r in requests if r not in results]
@@ -230,7 +247,7 @@ def extract(
         for request in missing:
             computed[request].append(outputs[request])
     for request, items in computed.items():
-        cache.save(extractor.label, extractor.weights_hash, request, clip_list_hash, items)
+        cache.save(extractor.label, cache_hash(request), request, clip_list_hash, items)
         results[request] = items
     return results
 
@@ -248,6 +265,11 @@ class EncoderExtractor:
         self.sample_rate = encoder.sample_rate
         calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
         self.weights_hash = state_hash(encoder, encoder.config.to_dict(), encoder.compression, encoder.offset, calibration)
+        self.key_hash = key_path_hash(encoder)
+
+    def cache_hash(self, request: Request) -> str:
+        """The zero-shot key's cache follows the key path (:func:`key_path_hash`); embeddings the weights."""
+        return self.key_hash if request.readout == ZERO_SHOT else self.weights_hash
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
         return self.compute_all(audio, [request], frames)[request]

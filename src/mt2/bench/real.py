@@ -49,7 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from mt2.bench import baselines
-from mt2.bench.features import EXTERNAL_READOUT, Clip, EncoderExtractor, FeatureCache, Request, extract, source_hash, state_hash
+from mt2.bench.features import (
+    EXTERNAL_READOUT, Clip, EncoderExtractor, FeatureCache, Request, extract, key_path_hash, source_hash,
+)
 from mt2.bench.probe import GRID, STEPS, select_probe
 from mt2.evaluation.real_music import (
     EXCERPT_SECONDS, EXCERPTS, REFERENCE_RATE, REFERENCE_SECONDS, SHIFTS, Excerpt, against_reference, essentia_key_estimator,
@@ -93,16 +95,13 @@ def _key_entry(tonic: int | None, minor: bool) -> dict[str, np.ndarray]:
 
 
 class EncoderKeyExtractor:
-    """``encoder.key`` per clip (the public API), cached by the weights and the inference source."""
+    """``encoder.key`` per clip (the public API), cached by :func:`~mt2.bench.features.key_path_hash`."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self, label: str, encoder) -> None:
         self.label, self.encoder = f"{label} key", encoder
-        rule = {k: getattr(encoder, k) for k in ("silence_db", "min_tonality")}
-        inference = [m for name, m in sorted(sys.modules.items()) if name.startswith("mt2.inference") and getattr(m, "__file__", None)]
-        calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
-        self.weights_hash = state_hash(encoder, encoder.config.to_dict(), calibration, rule, source_hash(*inference))
+        self.weights_hash = key_path_hash(encoder)
 
     def compute(self, audio: np.ndarray, request: Request, frames: bool) -> dict[str, np.ndarray]:
         estimate = self.encoder.key(audio, self.sample_rate)
