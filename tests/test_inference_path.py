@@ -71,8 +71,8 @@ def test_study_inputs_are_the_encoders():
     """The study's calibration votes and its metrics read the arrays ``mt2 key`` feeds the model:
     its key path (every window cut at each of ``encoder.shifts``, overlapping windows) for the
     calibration, and with one cut and one pass, the embedding's windows for the metrics."""
+    from mt2.evaluation.model_metrics import clip_input
     from mt2.training.calibrate import encoder_bin_predictor
-    from mt2.training.probe_metrics import clip_input
 
     encoder = mt2.load("mt2")
     clip, sr = fixed_clip()
@@ -94,7 +94,7 @@ def test_study_inputs_are_the_encoders():
 
 def test_study_shifted_input_is_a_higher_cut():
     """The equivariance metric's window cut k bins higher equals an encoder whose offset is k higher."""
-    from mt2.training.probe_metrics import clip_input
+    from mt2.evaluation.model_metrics import clip_input
 
     encoder = mt2.load("mt2")
     audio = mt2.inference.to_model_rate(*fixed_clip())

@@ -21,7 +21,9 @@ from bad_inputs import BAD, VALID, make_bad_folder
 from mt2 import study
 from mt2.training.calibrate import reference_audio
 from mt2.cli import main
-from mt2.data.pretrain import CachedBatches, ShardBatches, TrainBatch, _epoch_plan, open_source, stream_samples
+from mt2.data.batches import TrainBatch
+from mt2.data.pretrain import CachedBatches, open_source
+from mt2.data.shard_stream import ShardBatches, _epoch_plan, stream_samples
 from mt2.data.shards import Shard, find_shards, write_shards
 from mt2.model import MT2Model, ModelConfig, build_model, make_config
 from mt2.training.config import PretrainConfig, load_config, packaged_config
@@ -365,6 +367,25 @@ def test_pretrain_cli_writes_the_run_and_exports(synthetic_corpus, tmp_path):
     # a mode probe that cannot be fitted (no calibration stored): one error line, no folder written
     assert main(["export", str(out / "last.ckpt"), str(tmp_path / "probed"), "--no-calibrate", "--mode-probe", str(root)]) == 2
     assert not (tmp_path / "probed").exists()
+
+
+def test_online_probes_need_a_probe_from_the_caller_and_labelled_clips(synthetic_corpus, tmp_path):
+    """The trainer measures with the probe its caller passes (``mt2 pretrain``: the evaluation
+    layer's ``online_probe``, logged by the test above); without one, or without labelled clips,
+    the run has no probes and says why."""
+    from mt2.data.shard_stream import ShardSource
+    from mt2.evaluation.model_metrics import online_probe
+    from mt2.training.probes import ProbeCallback, probe_callback
+
+    root, _, _ = synthetic_corpus
+    config = load_config(None, tiny_yaml(tmp_path, probe_every=4))
+    source = open_source(root, root / "cache")
+    callback, note = probe_callback(online_probe, source, config)
+    assert isinstance(callback, ProbeCallback) and callback.probe is online_probe and note.startswith("probes on the")
+    assert {r["split"] for r in callback.rows} == {"train", "test"}
+    assert probe_callback(None, source, config) == (None, "no probe was passed to the trainer")
+    assert probe_callback(online_probe, source, replace(config, probe_every=0)) == (None, "probe_every is 0")
+    assert probe_callback(online_probe, ShardSource([]), config) == (None, "the shards source has no labelled clips to probe")
 
 
 @pytest.mark.slow

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from mt2.evaluation.model_metrics import online_probe
     from mt2.training.config import load_config
     from mt2.training.lightning import branch_config, pretrain, resumed_config
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     last = pretrain(
         config, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir, max_time=args.max_time, until=args.until,
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
-        progress=not args.no_progress,
+        progress=not args.no_progress, probe=online_probe,
     )
     print(f"checkpoint: {last}")
     return 0

@@ -16,7 +16,7 @@ reader taking consecutive samples from a shard sees mixed material. Files that c
 decoded are left out with a warning and listed under ``skipped`` in the index. Shards are
 written to a temporary name and renamed, so a killed writer leaves no half shard.
 
-Readers (:mod:`mt2.data.pretrain`) use the per-shard sample counts of the index to skip
+Readers (:mod:`mt2.data.shard_stream`) use the per-shard sample counts of the index to skip
 whole shards without opening them (exact resume); without an index the counts are read
 from the tar headers.
 """

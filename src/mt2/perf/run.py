@@ -17,7 +17,7 @@ import torch
 import mt2
 from mt2.model import make_config
 from mt2.audio import load_audio
-from mt2.data.pretrain import magnitude_of
+from mt2.data.shard_stream import magnitude_of
 from mt2.frontend import DEFAULT_BACKEND, SAMPLE_RATE, WINDOW_SECONDS, CQTFrontend
 from mt2.perf import SECTIONS
 from mt2.perf.cqt_check import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, backend_speed, compare_backends

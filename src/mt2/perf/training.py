@@ -9,11 +9,12 @@ clock starts, so that the step time is the model's alone. A step consumes ``batc
 tracks, and from each two 4-s segments (A and B; C is A cut at another offset), which is
 what "audio seconds per second" counts.
 
-The data pipeline is timed apart, per track, in its two forms (:mod:`mt2.data.pretrain`):
+The data pipeline is timed apart, per track, in its two forms (:mod:`mt2.data.pretrain`,
+:mod:`mt2.data.shard_stream`):
 
 * ``cached``: magnitudes read from the CQT cache (float16) and cut into views;
 * ``decode + CQT``: a file decoded and transformed on the fly (the shard path,
-  :func:`mt2.data.pretrain.magnitude_of`), with each CQT backend, then cut into views.
+  :func:`mt2.data.shard_stream.magnitude_of`), with each CQT backend, then cut into views.
 
 ``ratio`` is the tracks per second the pipeline makes over the tracks per second a
 training step consumes: at 3 or more, the pipeline can keep the trainer busy while using a
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from mt2.audio import load_audio
-from mt2.data.pretrain import magnitude_of
+from mt2.data.shard_stream import magnitude_of
 from mt2.frontend import BACKENDS, HOP_LENGTH, SAMPLE_RATE, CQTFrontend
 from mt2.model import count_parameters
 from mt2.model import MT2Model

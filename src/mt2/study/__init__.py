@@ -8,7 +8,7 @@ model is the preset :data:`mt2.model.PRESETS` ``["mt2-mini"]``), merged like
 :func:`mt2.training.config.load_config` merges a user file, so a row of the table is
 reproducible by name, and ``mt2 pretrain --config`` with the same overrides trains the same
 recipe. Training is the one step of :mod:`mt2.training.step`; the metrics are
-:func:`mt2.training.probe_metrics.evaluate` (its docstring defines each column). With
+:func:`mt2.evaluation.model_metrics.evaluate` (its docstring defines each column). With
 ``transpositions`` pieces, each run also gets the transposition consistency of its key estimate
 (:mod:`mt2.study.transposition`), under ``transpositions`` in its JSON line and as the
 ``transp.`` columns of the table. With a real-music corpus (``real``, from ``mt2 corpus real``),
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from mt2.data.pretrain import CachedSource, open_source
+from mt2.evaluation.model_metrics import evaluate
 from mt2.evaluation.real_music import real_measures
 from mt2.inference import Encoder
 from mt2.inference.calibration import Calibration
@@ -45,7 +46,6 @@ from mt2.losses import TRIVIAL_FLOOR
 from mt2.model import MT2Model
 from mt2.tables import markdown_table
 from mt2.training.config import PretrainConfig, load_config
-from mt2.training.probe_metrics import evaluate
 from mt2.training.step import make_optimizer, train_step
 
 #: The study's configurations: overrides of the shipped recipe (:func:`recipe`). ``pc`` is the
@@ -150,7 +150,7 @@ def train(config: PretrainConfig, source, log_every: int = 25, log=print) -> tup
 
 def load_corpus(corpus: Path) -> tuple[list[dict], Path]:
     """The manifest of a rendered corpus and its resolved root (the root that ``open_source``
-    caches under, and the folder :func:`~mt2.training.probe_metrics.evaluate` reads the clips from)."""
+    caches under, and the folder :func:`~mt2.evaluation.model_metrics.evaluate` reads the clips from)."""
     from mt2.corpus import read_manifest
 
     corpus = Path(corpus).resolve()
@@ -162,7 +162,7 @@ def run_study(corpus: Path, names: list[str], steps: int, out: Path, seed: int =
     """Train and evaluate each named configuration (:func:`study_config`); append results to
     ``out/runs.jsonl``, keep each model in ``out/models/NAME-sSEED-STEPS`` and rewrite ``out/table.md``.
     With ``transpositions`` > 0, add :func:`transposition_measure` on that many pieces (the
-    model's key estimate uses the calibration that :func:`~mt2.training.probe_metrics.evaluate` fitted)."""
+    model's key estimate uses the calibration that :func:`~mt2.evaluation.model_metrics.evaluate` fitted)."""
     configs = {name: study_config(name, steps, seed, real) for name in names}  # unknown names fail before any work
     _check_pieces(transpositions)
     out.mkdir(parents=True, exist_ok=True)

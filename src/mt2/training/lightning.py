@@ -12,7 +12,8 @@
   have seen.
 - :func:`pretrain`: the run behind ``mt2 pretrain``: ``OUT/config.yaml`` (every
   hyper-parameter, package version, data hash), ``last.ckpt`` and ``best.ckpt`` written
-  atomically, ``metrics.csv``, online probes, ``training_curves.png``; a ``wsd`` run with
+  atomically, ``metrics.csv``, online probes with the measuring function its caller passes
+  (:class:`mt2.training.probes.Probe`), ``training_curves.png``; a ``wsd`` run with
   ``budgets`` also keeps ``branch-B.ckpt`` at the step where budget B's decay starts
   (:class:`BranchPoints`).
 - :func:`branch_config`: a finished model at budget B from such a run (``mt2 pretrain --branch
@@ -41,12 +42,13 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 import mt2
-from mt2.data.pretrain import CachedSource, TrainBatch, open_source
+from mt2.data.batches import TrainBatch
+from mt2.data.pretrain import open_source
 from mt2.model import MT2Model
 from mt2.training.config import PretrainConfig, read_saved_config, save_config
 from mt2.training.codebook import CODEBOOK_FILE, run_codebook
 from mt2.training.objective import mask_generator
-from mt2.training.probes import ProbeCallback, plot_curves, probe_rows
+from mt2.training.probes import Probe, ProbeCallback, plot_curves, probe_callback
 from mt2.training.step import decay_start, make_optimizer, step_losses
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ class MT2Module(L.LightningModule):
 
 
 class MT2DataModule(L.LightningDataModule):
-    """Batches of views (:class:`~mt2.data.pretrain.TrainBatch`) from a folder, manifest or shards."""
+    """Batches of views (:class:`~mt2.data.batches.TrainBatch`) from a folder, manifest or shards."""
 
     def __init__(self, data: str | os.PathLike, cache_dir: str | os.PathLike, config: PretrainConfig) -> None:
         super().__init__()
@@ -339,6 +341,7 @@ def pretrain(
     num_nodes: int = 1,
     strategy: str = "auto",
     progress: bool = True,
+    probe: Probe | None = None,
 ) -> Path:
     """Pretrain (or, with ``resume``, continue) a run in ``out``; return the path of ``last.ckpt``.
 
@@ -351,6 +354,11 @@ def pretrain(
         until: stop after this many steps (``last.ckpt`` written) while the schedule keeps its
             length ``config.max_steps``: a long run in pieces; resume it to go on.
         accelerator, devices, num_nodes, strategy: passed to :class:`lightning.Trainer`.
+        probe: what the online probes measure every ``config.probe_every`` steps (the contract
+            of :class:`~mt2.training.probes.Probe`; ``mt2 pretrain`` passes
+            :func:`mt2.evaluation.model_metrics.online_probe`), whose ``score`` chooses
+            ``best.ckpt``; without one (or without labelled clips in ``data``) the run skips the
+            probes with a logged note and keeps the lowest running mean of the loss as ``best.ckpt``.
     """
     out = Path(out)
     last = out / f"{LAST}.ckpt"
@@ -367,13 +375,13 @@ def pretrain(
     record = {**previous_record, "mt2_version": mt2.__version__, "data": str(data), "data_kind": datamodule.source.kind,
               "data_hash": data_hash}
 
-    rows, note = probe_rows(datamodule.source) if isinstance(datamodule.source, CachedSource) else (None, "shards carry no cached validation data")
+    probes, note = probe_callback(probe, datamodule.source, config)
     callbacks: list[L.Callback] = [RunRecord(out, config, record), BranchPoints(out, config)]
-    if config.probe_every > 0 and rows:
-        callbacks.append(ProbeCallback(datamodule.source, rows, config, config.probe_every))
+    if probes is not None:
+        callbacks.append(probes)
         monitor, mode = ProbeCallback.SCORE, "max"
     else:
-        log.info("online probes skipped: %s", note if config.probe_every > 0 else "probe_every is 0")
+        log.info("online probes skipped: %s", note)
         monitor, mode = "loss_smooth", "min"
     callbacks.append(ModelCheckpoint(
         dirpath=out, filename=BEST, monitor=monitor, mode=mode, save_top_k=1, save_last=True,

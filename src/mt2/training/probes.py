@@ -1,33 +1,52 @@
 """Online probes during pretraining, and the training curves.
 
-Every ``probe_every`` steps :class:`ProbeCallback` runs the recipe study's metrics
-(:func:`mt2.training.probe_metrics.evaluate`: equivariance, best rotation, segment agreement, kNN
-instrument accuracy of token 1, token cosine, ...; the zero-shot key signature after
-calibration only with ``probe_calibration``, since calibrating costs a CQT per synthetic
-reference, minutes on a small CPU) on a CPU copy of the model,
-over fixed labelled clips of the corpus: its ``valid`` split (``test`` if it has none) as
-the held-out set, its ``train`` split as the kNN reference. Rank 0 measures and broadcasts,
-so every rank logs the same values and can checkpoint on :attr:`ProbeCallback.SCORE`.
-Data without key or instrument labels (a plain folder, shards) get no probes.
+Every ``probe_every`` steps :class:`ProbeCallback` measures a CPU copy of the model with the
+run's :class:`Probe`, a function that the caller of the trainer passes in
+(:func:`mt2.training.lightning.pretrain`'s ``probe``): the measurements live in
+:mod:`mt2.evaluation`, which training may not import, and ``mt2 pretrain`` passes
+:func:`mt2.evaluation.model_metrics.online_probe` (the recipe study's metrics: equivariance, best
+rotation, segment agreement, kNN instrument accuracy of token 1, token cosine, ...; the zero-shot
+key signature after calibration only with ``probe_calibration``, since calibrating costs a CQT per
+synthetic reference, minutes on a small CPU). The probe reads fixed labelled clips of the corpus:
+its ``valid`` split (``test`` if it has none) as the held-out set, its ``train`` split as the kNN
+reference. Rank 0 measures and broadcasts, so every rank logs the same values and can checkpoint
+on :attr:`ProbeCallback.SCORE`. Data without key or instrument labels (a plain folder, shards, a
+bundle) get no probes, nor does a run without a probe.
 """
 from __future__ import annotations
 
 import copy
 import csv
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mt2.training.probe_metrics import evaluate
+from mt2.data.pretrain import CachedSource
+from mt2.model import MT2Model
+from mt2.training.config import PretrainConfig
 
 LOSSES = ("loss", "cpsd", "ntxent")
 
 
-def probe_rows(source) -> tuple[list[dict] | None, str]:
-    """Manifest rows for :func:`~mt2.training.probe_metrics.evaluate` (held-out clips relabelled ``test``) and a note."""
+class Probe(Protocol):
+    """What an online probe measures: called on rank 0 with a CPU float32 copy of the model in
+    eval mode (the training model is not touched), the corpus ``root``, the probe ``rows``
+    (:func:`probe_rows`: manifest rows whose ``path`` is relative to ``root``, the held-out clips
+    relabelled ``test`` and the ``train`` clips as a reference), the model's input
+    ``compression`` (``ViewConfig.compression``), the run's ``seed`` and ``calibrate_key``
+    (``probe_calibration``). Returns numeric values, each logged as ``probe/<name>``, among them
+    ``score``: the checkpoint criterion (:attr:`ProbeCallback.SCORE`, higher is better)."""
+
+    def __call__(
+        self, model: MT2Model, root: Path, rows: list[dict], compression: str, seed: int, calibrate_key: bool,
+    ) -> dict[str, float]: ...
+
+
+def probe_rows(source: CachedSource) -> tuple[list[dict] | None, str]:
+    """Manifest rows for a :class:`Probe` (held-out clips relabelled ``test``) and a note."""
     rows = source.tracks.rows
     if not any(r.get("key") is not None or r.get("instrument") is not None for r in rows):
         return None, "the data carry no key or instrument labels"
@@ -38,32 +57,38 @@ def probe_rows(source) -> tuple[list[dict] | None, str]:
     return chosen, f"probes on the {held_out} split"
 
 
+def probe_callback(probe: Probe | None, source, config: PretrainConfig) -> tuple[ProbeCallback | None, str]:
+    """The online probes of a run on ``source`` (a pretraining source, :mod:`mt2.data.pretrain`)
+    with ``probe``, or ``None`` and why it gets none: ``probe_every`` is 0, no probe was given,
+    or the source holds no labelled clips to probe."""
+    if config.probe_every <= 0:
+        return None, "probe_every is 0"
+    if probe is None:
+        return None, "no probe was passed to the trainer"
+    if not isinstance(source, CachedSource):
+        return None, f"the {source.kind} source has no labelled clips to probe"
+    rows, note = probe_rows(source)
+    return (ProbeCallback(probe, source, rows, config) if rows else None), note
+
+
 class ProbeCallback(L.Callback):
-    """Runs :func:`~mt2.training.probe_metrics.evaluate` every ``every`` steps; logs ``probe/<metric>``."""
+    """Runs ``probe`` every ``config.probe_every`` steps on ``rows`` of ``source``; logs ``probe/<metric>``."""
 
     SCORE = "probe/score"
 
-    def __init__(self, source, rows: list[dict], config, every: int) -> None:
-        self.source, self.rows, self.config, self.every = source, rows, config, every
+    def __init__(self, probe: Probe, source: CachedSource, rows: list[dict], config: PretrainConfig) -> None:
+        self.probe, self.source, self.rows, self.config = probe, source, rows, config
 
-    def measure(self, model) -> dict[str, float]:
-        """Numeric metrics of a CPU copy of ``model``, and ``score``: the mean of the key probe
-        (best rotation, independent of calibration) and the instrument kNN accuracy."""
+    def measure(self, model: MT2Model) -> dict[str, float]:
+        """The probe's values of a CPU float32 copy of ``model``."""
         probe_model = copy.deepcopy(model).float().cpu().eval()
-        metrics = evaluate(
+        return self.probe(
             probe_model, self.source.tracks.root, self.rows, self.config.view_config().compression, self.config.seed,
             self.config.probe_calibration,
         )
-        calibration = metrics.pop("calibration", None)
-        values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "parameters"}
-        if calibration is not None:
-            values["calibrated"] = float("error" not in calibration)
-        parts = [values[k] for k in ("best_rotation", "instrument_knn") if k in values]
-        values["score"] = float(np.mean(parts)) if parts else 0.0
-        return values
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every:
+        if trainer.global_step % self.config.probe_every:
             return
         step = trainer.global_step - 1  # Lightning's rows count steps from 0: row k is the (k+1)-th update
         values = self.measure(pl_module.model) if trainer.is_global_zero else None

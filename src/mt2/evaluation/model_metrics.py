@@ -1,7 +1,9 @@
-"""The model metrics of the online probes and of the recipe study, in one place: the probes of a
-pretraining run (:mod:`mt2.training.probes`) log :func:`evaluate` during training and the recipe
-study (``mt2 study``, :mod:`mt2.study`) tabulates it after. They live in training because the
-trainer runs them (training may not import :mod:`mt2.evaluation`, the layer above it).
+"""The model metrics of the recipe study and of the online probes, in one place: the recipe study
+(``mt2 study``, :mod:`mt2.study`) tabulates :func:`evaluate` after training, and the online probes
+of a pretraining run log it during training through :func:`online_probe`, the probe that ``mt2
+pretrain`` hands to the trainer (:func:`mt2.training.lightning.pretrain`, whose contract is
+:class:`mt2.training.probes.Probe`; training may not import this layer, so it receives the probe
+from its caller).
 
 Every clip is read from its audio file and goes to the model through the Encoder's public path
 (:meth:`mt2.inference.Encoder.model_input_batches`, :func:`clip_input`): the windows a metric
@@ -100,6 +102,24 @@ def evaluate(
         return _metrics(encoder, linear, Path(root), manifest, seed, calibrate_key)
     finally:
         model.train(was_training)
+
+
+def online_probe(
+    model: MT2Model, root: str | Path, rows: list[dict], compression: str, seed: int, calibrate_key: bool,
+) -> dict[str, float]:
+    """The online probe of ``mt2 pretrain`` (a :class:`mt2.training.probes.Probe`): the numeric
+    metrics of :func:`evaluate` (``parameters`` left out; with ``calibrate_key``, ``calibrated``:
+    1 if the calibration succeeded, else 0) and ``score``, the run's checkpoint criterion: the
+    mean of the key probe (``best_rotation``, independent of calibration) and the instrument kNN
+    accuracy (``instrument_knn``), of those measured (0 if neither)."""
+    metrics = evaluate(model, root, rows, compression, seed, calibrate_key)
+    calibration = metrics.pop("calibration", None)
+    values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "parameters"}
+    if calibration is not None:
+        values["calibrated"] = float("error" not in calibration)
+    parts = [values[k] for k in ("best_rotation", "instrument_knn") if k in values]
+    values["score"] = float(np.mean(parts)) if parts else 0.0
+    return values
 
 
 def _metrics(encoder: Encoder, linear: Encoder, root: Path, manifest: list[dict], seed: int, calibrate_key: bool) -> dict:
