@@ -147,3 +147,34 @@ def test_real_section_reads_external_systems(small_real_corpus, tmp_path):
     assert 0 <= section["identification"][label]["accuracy"][0] <= 1 and "minus_mfcc" in section["identification"][label]
     assert section["retrieval"][label]["queries"] == 6 and label not in section["key"]
     assert [s["label"] for s in section["systems"]] == [label]
+
+
+class _LevelStatistics:
+    """A stand-in anchor: loudness statistics of the clip."""
+
+    sample_rate = 16000
+
+    def embed(self, audio, sample_rate):
+        return np.array([audio.std(), np.abs(audio).max(), np.abs(np.diff(audio)).mean()], np.float32)
+
+
+def test_anchors_are_paired_against_the_first_system_and_reported_turned_round(small_real_corpus, tmp_path):
+    """Each external system is paired with the first encoder's own embedding on the same resamples
+    (anchor minus first), and the report shows first minus anchor with the verdict turned round."""
+    from mt2.bench.features import ExternalExtractor
+
+    settings = bench_real.RealSettings(str(small_real_corpus / "corpus"), seeds=[0], resamples=50, probe_steps=30,
+                                       seconds=4.0, extras=False, progress=False)
+    anchor = ExternalExtractor("levels", _LevelStatistics(), "levels-1")
+    section = bench_real.run_real({"tiny": make_encoder()}, settings, FeatureCache(tmp_path / "cache"), tmp_path / "work",
+                                  {"levels": anchor})
+    assert section["anchors"] == {"levels": "tiny average"}
+    paired = section["retrieval"]["levels"]["paired"]
+    assert paired["against"] == "tiny average"
+    value, low, high = paired["top1"]["difference"]
+    own = section["retrieval"]["levels"]["top1"][0] - section["retrieval"]["tiny average"]["top1"][0]
+    assert value == pytest.approx(own) and low <= value <= high
+    assert "paired" in section["identification"]["levels"] and "paired" not in section["retrieval"]["tiny average"]
+    lines = bench_real.real_markdown(json.loads(json.dumps(section)))
+    row = next(line for line in lines if line.startswith("| tiny average minus levels"))
+    assert f"{-value:.3f} [{-high:.3f}, {-low:.3f}]" in row

@@ -34,7 +34,9 @@ pair of :attr:`RealSettings.pairs`, every candidate row of identification (accur
 and held-out retrieval (top-1, MRR), key (transpositions followed) and the essentia reference
 (MIREX) gets ``paired``: ``{"against": the shipped row, METRIC: {"difference": [value, low,
 high], "verdict": ...}}``, candidate minus shipped on the same resamples
-(:func:`mt2.evaluation.stats.paired_difference`, :func:`~mt2.evaluation.stats.verdict`).
+(:func:`mt2.evaluation.stats.paired_difference`, :func:`~mt2.evaluation.stats.verdict`). Each
+external system (an anchor: musicnn) is paired the same way against the first system's own
+embedding (:func:`anchor_pairs`), and the report shows first minus anchor.
 
 Features and key estimates go through the benchmark's feature cache
 (:mod:`mt2.bench.features`), keyed by the model's weights hash; key estimates are keyed also
@@ -58,7 +60,7 @@ from mt2.evaluation.real_music import (
     followed, madmom_key_estimator, make_excerpts, moved_right, partner_ranks, read_manifest, reference_excerpts, reference_keys,
 )
 from mt2.evaluation.stats import (
-    RESAMPLES, Interval, Mean, Ratio, Statistic, interval, paired_difference, resample_counts, verdict,
+    HELD, RESAMPLES, REVERSED, Interval, Mean, Ratio, Statistic, interval, paired_difference, resample_counts, verdict,
 )
 from mt2.frontend import SAMPLE_RATE
 from mt2.inference import NO_KEY
@@ -278,6 +280,14 @@ class RealSettings:
         return {f"{candidate} {r}": f"{shipped} {r}" for candidate, shipped in self.pairs for r in readouts}
 
 
+def anchor_pairs(encoders: list[str], externals: list[str], vectors: dict[str, list]) -> dict[str, str]:
+    """External row -> the first encoder's own embedding (its ``average`` row, else its first
+    readout's): each anchor (musicnn) is paired against the first system, ``anchor minus first``
+    on the same resamples (:func:`_add_paired`; the report turns it round)."""
+    first = next((name for label in encoders[:1] for name in (f"{label} {r}" for r in READOUTS) if name in vectors), None)
+    return {label: first for label in externals} if first else {}
+
+
 def run_real(encoders: dict[str, object], settings: RealSettings, cache: FeatureCache, work_dir: Path,
              externals: dict[str, object] | None = None) -> dict:
     """The real-music section for ``encoders`` (label -> :class:`mt2.inference.Encoder`) and
@@ -345,8 +355,10 @@ def run_real(encoders: dict[str, object], settings: RealSettings, cache: Feature
     hours = {}
     for row in rows:
         hours[row["soundtrack"]] = hours.get(row["soundtrack"], 0.0) + row["duration"] / 3600
-    rows_against = settings.against(READOUTS)
+    anchors = anchor_pairs(list(encoders), list(externals or {}), vectors)
+    rows_against = {**settings.against(READOUTS), **anchors}
     return {
+        "anchors": anchors,
         "folder": str(root), "settings": {k: v for k, v in settings.__dict__.items() if k != "progress"},
         "corpus": {"tracks": len(rows), "hours": {k: round(v, 3) for k, v in sorted(hours.items())},
                    "splits": {s: sum(r["split"] == s for r in rows) for s in EXCERPTS}},
@@ -402,6 +414,33 @@ def _cell(values) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _negated(difference: dict | None) -> tuple[str, str]:
+    """A paired ``anchor minus first`` entry as ``first minus anchor`` (cell, verdict)."""
+    if not difference:
+        return "–", "–"
+    value, low, high = difference["difference"]
+    flipped = {HELD: REVERSED, REVERSED: HELD}.get(difference["verdict"], difference["verdict"])
+    return _cell([-value, -high, -low]), flipped
+
+
+def _anchor_lines(section: dict) -> list[str]:
+    """The table "first system minus each anchor" (paired; :func:`anchor_pairs`), or nothing."""
+    from mt2.tables import markdown_table
+
+    measures = [("identification", "accuracy", "identification"), ("retrieval", "top1", "same-track top-1"),
+                ("holdout_retrieval", "top1", "held-out top-1")]
+    body = []
+    for name, against in section.get("anchors", {}).items():
+        cells = []
+        for part, metric, _ in measures:
+            cells += _negated(section.get(part, {}).get(name, {}).get("paired", {}).get(metric))
+        body.append([f"{against} minus {name}", *cells])
+    if not body:
+        return []
+    header = ["paired difference"] + [f"{title}{suffix}" for _, _, title in measures for suffix in ("", " verdict")]
+    return ["", "### MT2 against the anchors (paired, same resamples)", ""] + markdown_table(header, body)
+
+
 def real_markdown(section: dict) -> list[str]:
     """The report's real-music section (lines of Markdown)."""
     from mt2.tables import markdown_table
@@ -427,6 +466,7 @@ def real_markdown(section: dict) -> list[str]:
         lines += ["", "### Same-track retrieval on the held-out soundtrack (cosine, no probe)", ""]
         lines += markdown_table(["features", "top-1", "MRR"], [[name, _cell(r["top1"]), _cell(r["mrr"])]
                                                                for name, r in section["holdout_retrieval"].items()])
+    lines += _anchor_lines(section)
     lines += ["", "### Key without labels", ""]
     lines += ["Extras: " + "; ".join(f"{k}: {v}" for k, v in section["extras"].items()) + ".", ""]
     names = list(section["key"])
