@@ -21,6 +21,7 @@ from bad_inputs import BAD, VALID, make_bad_folder
 from mt2 import study
 from mt2.training.calibrate import reference_audio
 from mt2.cli import main
+from mt2.corpus.manifest import read_manifest
 from mt2.data.batches import TrainBatch
 from mt2.data.pretrain import CachedBatches, open_source
 from mt2.data.shard_stream import ShardBatches, _epoch_plan, stream_samples
@@ -364,6 +365,12 @@ def test_pretrain_cli_writes_the_run_and_exports(synthetic_corpus, tmp_path):
     torch.testing.assert_close(encoder.model(x).tokens, model.eval()(x).tokens)
     assert encoder.training_info["step"] == 4 and encoder.training_info["variant"] == "mt2"
     assert encoder.compression == ViewConfig().compression
+    # what it trained on: the run's record and the hours of the training split (no real recordings here)
+    data = encoder.training_info["data"]
+    assert data["data_hash"] == saved["run"]["data_hash"] and data["real"] is None and data["real_share"] == 0
+    train = [r for r in read_manifest(root) if r["split"] == "train"]
+    assert data["rendered"]["train_items"] == len(train)
+    assert data["rendered"]["train_hours"] == pytest.approx(sum(r["duration"] for r in train) / 3600, abs=1e-3)
     # a mode probe that cannot be fitted (no calibration stored): one error line, no folder written
     assert main(["export", str(out / "last.ckpt"), str(tmp_path / "probed"), "--no-calibrate", "--mode-probe", str(root)]) == 2
     assert not (tmp_path / "probed").exists()

@@ -4,7 +4,8 @@
 Lightning checkpoints (``last.ckpt``, ``best.ckpt``) are this project's own files, read here
 with ``torch.load(weights_only=True)``; users load only the exported folder, which holds no
 pickle. The export builds an :class:`~mt2.inference.Encoder` from the checkpoint's model and
-pretraining config (input compression; ``training``: preset, variant, step, the config),
+pretraining config (input compression; ``training``: preset, variant, step, the config, and
+``data``: the run's record and the hours it trained on, :func:`training_data`),
 calibrates its equivariant output on the rendered references
 (:func:`~mt2.training.calibrate.calibrate_encoder`), optionally fits the supervised mode probe
 (:mod:`mt2.training.mode_probe`), and saves it once with ``save_pretrained``.
@@ -18,10 +19,11 @@ from pathlib import Path
 import torch
 
 import mt2
+from mt2.corpus.manifest import read_manifest
 from mt2.inference import Encoder
 from mt2.model import MT2Model
 from mt2.training.calibrate import CalibrationError, calibrate_encoder
-from mt2.training.config import PretrainConfig
+from mt2.training.config import PretrainConfig, read_saved_config
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,29 @@ def load_checkpoint_model(checkpoint_path: str | os.PathLike) -> tuple[MT2Model,
     prefix = "model."
     model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
     return model.eval(), config, checkpoint
+
+
+def _train_split(folder: str | os.PathLike | None) -> dict | None:
+    """Tracks and hours of the ``train`` split of the manifest in ``folder`` (None: no readable manifest)."""
+    if folder is None:
+        return None
+    try:
+        rows = [r for r in read_manifest(folder) if r.get("split", "train") == "train"]
+    except (OSError, ValueError):
+        return None
+    return {"folder": str(folder), "train_items": len(rows), "train_hours": round(sum(float(r.get("duration", 0.0)) for r in rows) / 3600, 3)}
+
+
+def training_data(checkpoint_path: str | os.PathLike, config: PretrainConfig) -> dict:
+    """What a model was trained on, for its ``config.json``: the run's record beside the
+    checkpoint (``config.yaml``'s ``run``: data path, kind and hash, the branch it was finished
+    from) and, where the manifests are still readable, the training split of the rendered
+    corpus and of the real recordings (items, hours) with ``real_share``, the part of every
+    batch drawn from real recordings (0 without them). Hours are ``null`` where a manifest cannot be read."""
+    saved = Path(checkpoint_path).with_name("config.yaml")
+    record = read_saved_config(saved)[1] if saved.is_file() else {}
+    return {**record, "rendered": _train_split(record.get("data")), "real": _train_split(config.real_data),
+            "real_share": config.real_share if config.real_data else 0.0}
 
 
 def export_checkpoint(
@@ -64,6 +89,7 @@ def export_checkpoint(
         "step": int(checkpoint.get("global_step", 0)),
         "mt2_version": mt2.__version__,
         "pretrain_config": config.to_dict(),
+        "data": training_data(checkpoint_path, config),
     }
     encoder = Encoder(model, compression=config.view_config().compression, training=training)
     if calibrate and model.equivariant_head is not None:
