@@ -3,6 +3,7 @@ Lightning run, resume after SIGKILL, non-finite losses, DDP gradients, export.""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -505,20 +506,21 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        model = _tiny_model()
-        loss = ssl_losses(model, _local_views(_fixed_views(8), rank, world)).total
-        loss.backward()
-        for p in model.parameters():
-            dist.all_reduce(p.grad)
-            p.grad /= world
-        total = loss.detach().clone()
-        dist.all_reduce(total)
-        if rank == 0:
-            torch.save({"loss": total / world, "grads": {n: p.grad for n, p in model.named_parameters()}}, out)
-        dist.barrier()  # no rank tears gloo down while the other still communicates
-    finally:
-        dist.destroy_process_group()
+    model = _tiny_model()
+    loss = ssl_losses(model, _local_views(_fixed_views(8), rank, world)).total
+    loss.backward()
+    for p in model.parameters():
+        dist.all_reduce(p.grad)
+        p.grad /= world
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    if rank == 0:
+        torch.save({"loss": total / world, "grads": {n: p.grad for n, p in model.named_parameters()}}, out)
+    dist.barrier()  # rank 0's result is on disk before either rank leaves
+    # Leave without tearing gloo down: on a loaded machine its threads sometimes abort an orderly
+    # teardown ("terminate called without an active exception", SIGABRT; 1 fresh run in 3-5, also
+    # with a barrier first). The teardown is not under test; an error above still fails the test.
+    os._exit(0)
 
 
 def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path):
