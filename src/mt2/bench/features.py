@@ -115,15 +115,21 @@ def source_hash(*objects: object) -> str:
     return _digest(Path(inspect.getsourcefile(o)).read_bytes() for o in objects)
 
 
-def key_path_hash(encoder) -> str:
-    """What ``encoder.key`` answers from: the weights (mode probe included), the calibration,
-    the key path's settings (bin shifts, passes, the no-key rule) and the source of every loaded
-    :mod:`mt2.inference` module (the decision's code)."""
-    settings = {k: getattr(encoder, k) for k in ("shifts", "passes", "silence_db", "min_tonality")}
+def encoder_hash(encoder) -> str:
+    """What an :class:`mt2.inference.Encoder`'s embeddings depend on: its tensors (mode probe
+    included), model config, input compression, window offset and calibration."""
     calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
+    return state_hash(encoder, encoder.config.to_dict(), encoder.compression, encoder.offset, calibration)
+
+
+def key_path_hash(encoder, weights_hash: str | None = None) -> str:
+    """What ``encoder.key`` answers from: :func:`encoder_hash` (``weights_hash`` when the caller
+    has it already), the key path's settings (bin shifts, passes, the no-key rule) and the source
+    of every loaded :mod:`mt2.inference` module (the decision's code)."""
+    settings = {k: getattr(encoder, k) for k in ("shifts", "passes", "silence_db", "min_tonality")}
     inference = [m for name, m in sorted(sys.modules.items()) if name.startswith("mt2.inference") and getattr(m, "__file__", None)]
-    return state_hash(encoder, encoder.config.to_dict(), encoder.compression, encoder.offset, calibration,
-                      {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}, source_hash(*inference))
+    parts = (weights_hash or encoder_hash(encoder), json.dumps(settings, sort_keys=True), source_hash(*inference))
+    return _digest(part.encode() for part in parts)
 
 
 def clips_hash(clips: Sequence[Clip]) -> str:
@@ -263,9 +269,8 @@ class EncoderExtractor:
         self.encoder = encoder
         self.batch_size = batch_size
         self.sample_rate = encoder.sample_rate
-        calibration = encoder.calibration.to_dict() if encoder.calibration is not None else None
-        self.weights_hash = state_hash(encoder, encoder.config.to_dict(), encoder.compression, encoder.offset, calibration)
-        self.key_hash = key_path_hash(encoder)
+        self.weights_hash = encoder_hash(encoder)
+        self.key_hash = key_path_hash(encoder, self.weights_hash)
 
     def cache_hash(self, request: Request) -> str:
         """The zero-shot key's cache follows the key path (:func:`key_path_hash`); embeddings the weights."""

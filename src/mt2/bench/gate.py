@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from mt2.bench.claims import CLAIMS, MT2, assess_claims
 from mt2.bench.features import FRAME_READOUT, ZERO_SHOT
-from mt2.evaluation.stats import REVERSED, interval, paired_difference, verdict
+from mt2.evaluation.stats import HELD, REVERSED, interval, paired_difference, verdict
 
 #: The claims the gate counts (module docstring, rule 3).
 GATED_CLAIMS = tuple(c.text for c in CLAIMS if not c.text.startswith("anchor") and c.b != MT2)
@@ -240,7 +240,7 @@ def _key_checks(rows: list[dict], candidate: str, shipped: str) -> list[Check]:
 def claim_counts(claim: dict) -> tuple[int, int, int]:
     """``(held, reversed, n)`` over a claim's comparisons on the datasets' own test sets."""
     counted = [c for c in claim["comparisons"] if not c["cross_font"]]
-    return (sum(c["verdict"] == "held" for c in counted), sum(c["verdict"] == REVERSED for c in counted), len(counted))
+    return (sum(c["verdict"] == HELD for c in counted), sum(c["verdict"] == REVERSED for c in counted), len(counted))
 
 
 def _claim_checks(claims: dict) -> list[Check]:

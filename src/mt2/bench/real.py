@@ -284,7 +284,9 @@ def anchor_pairs(encoders: list[str], externals: list[str], vectors: dict[str, l
     """External row -> the first encoder's own embedding (its ``average`` row, else its first
     readout's): each anchor (musicnn) is paired against the first system, ``anchor minus first``
     on the same resamples (:func:`_add_paired`; the report turns it round)."""
-    first = next((name for label in encoders[:1] for name in (f"{label} {r}" for r in READOUTS) if name in vectors), None)
+    if not encoders:
+        return {}
+    first = next((f"{encoders[0]} {r}" for r in READOUTS if f"{encoders[0]} {r}" in vectors), None)
     return {label: first for label in externals} if first else {}
 
 
