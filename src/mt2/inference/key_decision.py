@@ -110,10 +110,10 @@ class KeyStatistics:
     chroma: np.ndarray  # (12,) of the model input, C = 0
     rms: float  # of the input at 16 kHz (1 for a full-scale square wave)
     tonality: float  # of the model input (:func:`tonality`; noise is below 1)
-    window_probabilities: np.ndarray | None = None  # (W, 12) each window's head softmax
-    window_tokens: np.ndarray | None = None  # (W, D) each window's equivariant token
-    window_chroma: np.ndarray | None = None  # (W, 12) each window's chroma
-    window_weights: np.ndarray | None = None  # (W,) valid durations, summing to 1
+    window_probabilities: np.ndarray  # (W, 12) each evidence window's head softmax
+    window_tokens: np.ndarray  # (W, D) each evidence window's equivariant token
+    window_chroma: np.ndarray  # (W, 12) each evidence window's chroma
+    window_weights: np.ndarray  # (W,) coverage weights, summing to 1
 
     @property
     def level_db(self) -> float:

@@ -89,9 +89,17 @@ class KeyPath:
 
     @passes.setter
     def passes(self, value: int) -> None:
+        self._passes = self._checked_passes(value)
+
+    def _checked_passes(self, value) -> int:
+        """``value`` as an int, when it is a positive integer that divides the window's samples.
+
+        Raises:
+            ValueError: it is not.
+        """
         if int(value) != value or not 1 <= value or self.window_samples % int(value):
             raise ValueError(f"passes={value!r} must be a positive integer dividing the window's {self.window_samples} samples (e.g. 1, 2, 4)")
-        self._passes = int(value)
+        return int(value)
 
     def key(self, audio, sr: int, batch_size: int = DEFAULT_BATCH_SIZE) -> KeyEstimate:
         """Key of audio (any length, rate and channels, as :meth:`embed`), or no key.
@@ -201,10 +209,9 @@ class KeyPath:
         window (default :attr:`passes`), its key outputs averaged over :attr:`shifts` (what
         :meth:`key` and the key timeline read)."""
         self._check_equivariant()
-        if passes is not None and (int(passes) != passes or passes < 1 or self.window_samples % int(passes)):
-            raise ValueError(f"passes={passes!r} must be a positive integer dividing the window's {self.window_samples} samples (e.g. 1, 2, 4)")
+        passes = None if passes is None else self._checked_passes(passes)
         audio = to_model_rate(audio, sr)
-        return self._key_embedding([audio], len(audio), batch_size, None if passes is None else int(passes))
+        return self._key_embedding([audio], len(audio), batch_size, passes)
 
     def statistics_of(self, embedding: Embedding) -> KeyStatistics:
         """:meth:`key_statistics` of an :class:`Embedding` of this encoder: the equivariant head
