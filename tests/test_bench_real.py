@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from mt2.bench import real as bench_real
+from mt2.bench.real_report import real_markdown
 from mt2.bench.features import FeatureCache
 from mt2.corpus.real import build_real_corpus
 from mt2.evaluation.real_music import shift_by_resampling
@@ -79,7 +80,7 @@ def test_real_section_runs_and_reports(small_real_corpus, tmp_path):
     assert section["retrieval"]["tiny average"]["queries"] == 6
     key = section["key"]["tiny"]
     assert key["clips"] == 6 and key["pairs"] == 66 and 0 <= key["followed"][0] <= 1
-    lines = "\n".join(bench_real.real_markdown(json.loads(json.dumps(section))))
+    lines = "\n".join(real_markdown(json.loads(json.dumps(section))))
     assert "Soundtrack identification" in lines and "not run" in lines
     # a second run reads the cache: same numbers
     again = bench_real.run_real({"tiny": encoder}, settings, FeatureCache(tmp_path / "cache"), tmp_path / "work")
@@ -89,7 +90,7 @@ def test_real_section_runs_and_reports(small_real_corpus, tmp_path):
 def test_section_is_skipped_with_a_message_without_a_corpus(tmp_path, capsys):
     section = bench_real.run_real({}, bench_real.RealSettings(str(tmp_path)), FeatureCache(None), tmp_path)
     assert "mt2 corpus real" in section["skipped"] and "skipped" in capsys.readouterr().err
-    assert "Skipped" in "\n".join(bench_real.real_markdown(section))
+    assert "Skipped" in "\n".join(real_markdown(section))
 
 
 def test_study_real_measures_on_the_same_excerpts(small_real_corpus, tmp_path):
@@ -125,7 +126,7 @@ def test_reference_section_scores_every_system_against_essentia(small_real_corpu
     first, again = section["systems"]["first"], section["systems"]["again"]
     assert 0 <= first["mirex"][0] <= 1 and first["mirex"] == again["mirex"] and "verdict" not in first
     assert again["mirex_minus_first"][0] == 0 and again["verdict"] == "undecided"
-    lines = "\n".join(bench_real.real_markdown({**json.loads(json.dumps(_minimal_section())), "reference": section}))
+    lines = "\n".join(real_markdown({**json.loads(json.dumps(_minimal_section())), "reference": section}))
     assert "Key against essentia on longer excerpts" in lines and "fake-edma" in lines
 
 
@@ -175,6 +176,6 @@ def test_anchors_are_paired_against_the_first_system_and_reported_turned_round(s
     own = section["retrieval"]["levels"]["top1"][0] - section["retrieval"]["tiny average"]["top1"][0]
     assert value == pytest.approx(own) and low <= value <= high
     assert "paired" in section["identification"]["levels"] and "paired" not in section["retrieval"]["tiny average"]
-    lines = bench_real.real_markdown(json.loads(json.dumps(section)))
+    lines = real_markdown(json.loads(json.dumps(section)))
     row = next(line for line in lines if line.startswith("| tiny average minus levels"))
     assert f"{-value:.3f} [{-high:.3f}, {-low:.3f}]" in row

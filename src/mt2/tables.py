@@ -27,3 +27,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], alig
             raise ValueError(f"row {number} has {len(row)} cells for {len(header)} columns: {list(row)}")
         lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     return lines
+
+
+def interval_cell(values: Sequence[float] | None, missing: str = "–") -> str:
+    """``"value [low, high]"`` to three decimals for ``[value, low, high]``; ``missing`` for None."""
+    if values is None:
+        return missing
+    value, low, high = values
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"

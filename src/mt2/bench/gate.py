@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from mt2.bench.claims import CLAIMS, MT2, assess_claims
 from mt2.bench.features import FRAME_READOUT, ZERO_SHOT
 from mt2.evaluation.stats import HELD, REVERSED, interval, paired_difference, verdict
+from mt2.tables import interval_cell
 
 #: The claims the gate counts (module docstring, rule 3).
 GATED_CLAIMS = tuple(c.text for c in CLAIMS if not c.text.startswith("anchor") and c.b != MT2)
@@ -176,19 +177,12 @@ class Decision:
         return [head, *(c.line() for c in self.checks)]
 
 
-def _cell(values) -> str:
-    if values is None:
-        return "-"
-    value, low, high = values
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def _compared(kind: str, measure: str, shipped, candidate, paired: dict | None) -> Check:
     """A paired check: refused when reversed, or when the candidate lacks it (``paired`` None)."""
     if paired is None:
-        return Check(kind, measure, _cell(shipped), "not measured", "-", "missing for the candidate", True)
-    return Check(kind, measure, _cell(shipped), _cell(candidate), _cell(paired["difference"]), paired["verdict"],
-                 paired["verdict"] == REVERSED)
+        return Check(kind, measure, interval_cell(shipped, "-"), "not measured", "-", "missing for the candidate", True)
+    return Check(kind, measure, interval_cell(shipped, "-"), interval_cell(candidate, "-"),
+                 interval_cell(paired["difference"], "-"), paired["verdict"], paired["verdict"] == REVERSED)
 
 
 def _real_checks(section: dict | None, system: dict, candidate: str, shipped: str) -> list[Check]:

@@ -221,7 +221,7 @@ def render_markdown(results: dict) -> str:
     if results["failed_files"]:
         lines += ["## Unreadable files (left out)", ""] + [f"- `{path}`" for path in results["failed_files"]] + [""]
     if results.get("real"):
-        from mt2.bench.real import real_markdown
+        from mt2.bench.real_report import real_markdown
 
         lines += real_markdown(results["real"])
     return "\n".join(lines)
