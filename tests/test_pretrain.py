@@ -377,6 +377,32 @@ def test_pretrain_cli_writes_the_run_and_exports(synthetic_corpus, tmp_path):
     assert not (tmp_path / "probed").exists()
 
 
+def test_init_starts_a_new_run_from_an_exported_models_weights(synthetic_corpus, tmp_path):
+    root, _, _ = synthetic_corpus
+    base = ["pretrain", "--data", str(root), "--config", str(tiny_yaml(tmp_path)), "--cache-dir", str(root / "cache"),
+            "--probe-every", "0", "--no-progress"]
+    first, model, second = tmp_path / "first", tmp_path / "model", tmp_path / "second"
+    assert main([*base, "--out", str(first), "--max-steps", "2"]) == 0
+    assert main(["export", str(first / "last.ckpt"), str(model), "--no-calibrate"]) == 0
+    # learning rate 0: the one step leaves the network where --init put it
+    assert main([*base, "--out", str(second), "--max-steps", "1", "--lr", "0", "--init", str(model)]) == 0
+    (_, trained), (step, started) = state_of(first / "last.ckpt"), state_of(second / "last.ckpt")
+    assert step == 1
+    network = [name for name in trained if name.startswith("model.")]
+    assert network
+    for name in network:
+        torch.testing.assert_close(started[name], trained[name], rtol=0, atol=0)
+    init = yaml.safe_load((second / "config.yaml").read_text())["run"]["init"]
+    assert init["model"] == str(model) and init["step"] == 2 and len(init["weights_sha256"]) == 64
+    # another shape (the shipped mt2-mini into a one-block run), a missing folder, a resumed run: refused with the reason
+    with pytest.raises(SystemExit, match="depth: 4 in the folder, 1 in the run"):
+        main([*base, "--out", str(tmp_path / "other"), "--max-steps", "1", "--init", "mt2"])
+    with pytest.raises(SystemExit, match="no such model folder"):
+        main([*base, "--out", str(tmp_path / "other"), "--max-steps", "1", "--init", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="--resume and --branch"):
+        main(["pretrain", "--out", str(second), "--resume", "--init", str(model)])
+
+
 def test_online_probes_need_a_probe_from_the_caller_and_labelled_clips(synthetic_corpus, tmp_path):
     """The trainer measures with the probe its caller passes (``mt2 pretrain``: the evaluation
     layer's ``online_probe``, logged by the test above); without one, or without labelled clips,

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--branch", type=Path, metavar="RUN",
                         help="finish the wsd run RUN at --budget steps into OUT: its checkpoint at that budget's decay "
                         "start, decayed over the budget's last decay_fraction of steps (rerun the same command to resume)")
+    parser.add_argument("--init", metavar="MODEL",
+                        help="a new run starting from the weights of MODEL (a shipped name such as mt2-tiny, or a folder "
+                        "written by mt2 export) with a fresh optimiser and schedule; its preset and variant must match "
+                        "(recorded in OUT/config.yaml as run.init)")
     parser.add_argument("--budget", type=int, help="with --branch: the budget, one of RUN's config 'budgets'")
     parser.add_argument("--max-steps", type=int, help="optimisation steps (sets the cosine schedule's length; default: the config's)")
     parser.add_argument("--until", type=int, metavar="STEP",
@@ -70,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
 
     from mt2.evaluation.model_metrics import online_probe
     from mt2.training.config import load_config
-    from mt2.training.lightning import branch_config, pretrain, resumed_config
+    from mt2.training.lightning import InitWeightsError, branch_config, pretrain, resumed_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.init is not None and (args.resume or args.branch is not None):
+        raise SystemExit("--init starts a new run from a model's weights; --resume and --branch continue a run's own")
     if (args.branch is None) != (args.budget is None):
         raise SystemExit("--branch RUN and --budget B go together")
     if args.branch is not None:
@@ -104,10 +110,13 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr, seed=args.seed, probe_every=args.probe_every,
             real_data=str(Path(args.real_data).resolve()) if args.real_data else None, real_share=args.real_share,
         )
-    last = pretrain(
-        config, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir, max_time=args.max_time, until=args.until,
-        accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
-        progress=not args.no_progress, probe=online_probe,
-    )
+    try:
+        last = pretrain(
+            config, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir, max_time=args.max_time, until=args.until,
+            accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
+            progress=not args.no_progress, probe=online_probe, init=args.init,
+        )
+    except InitWeightsError as error:
+        raise SystemExit(f"mt2 pretrain: {error}") from None
     print(f"checkpoint: {last}")
     return 0

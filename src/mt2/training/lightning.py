@@ -16,6 +16,9 @@
   (:class:`mt2.training.probes.Probe`), ``training_curves.png``; a ``wsd`` run with
   ``budgets`` also keeps ``branch-B.ckpt`` at the step where budget B's decay starts
   (:class:`BranchPoints`).
+- :func:`initial_weights`: a new run that starts from an exported model's weights (``mt2
+  pretrain --init MODEL``) with a fresh optimiser and schedule: continued training of shipped
+  weights.
 - :func:`branch_config`: a finished model at budget B from such a run (``mt2 pretrain --branch
   RUN --budget B``): the kept checkpoint, resumed with ``max_steps = B``, decays over B's last
   ``decay_fraction`` of steps on the batches the long run would have seen.
@@ -26,6 +29,7 @@ per device and the negatives grow with the number of devices.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import shutil
@@ -221,6 +225,38 @@ class RunRecord(L.Callback):
             plot_curves(self.out / "metrics.csv", self.out / "training_curves.png")
 
 
+class InitWeightsError(ValueError):
+    """``--init MODEL`` cannot start this run: the message names the model and the fix."""
+
+
+def initial_weights(model: str | os.PathLike, config: PretrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
+    """The network weights of the exported ``model`` (a shipped name or a folder of
+    :mod:`mt2.inference.checkpoint`) for a new run of ``config``, and the run record's ``init``
+    entry (``model``, its training ``step``, ``weights_sha256`` of its ``model.safetensors``).
+    Only the network is taken: optimiser, schedule and data position start afresh.
+
+    Raises:
+        InitWeightsError: no such model, an unreadable folder, or a model that is not the shape
+            ``config`` trains (preset or variant differ; the fields that differ are named).
+    """
+    from mt2.inference.checkpoint import WEIGHTS_FILE, CheckpointError, read_checkpoint, resolve
+
+    try:
+        folder = resolve(model)
+        loaded = read_checkpoint(folder)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise InitWeightsError(f"--init {model}: {error}") from None
+    have, want = loaded["model"].config.to_dict(), config.model_config().to_dict()
+    differ = {k: (have.get(k), want.get(k)) for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)}
+    if differ:
+        listing = ", ".join(f"{k}: {a} in the folder, {b} in the run" for k, (a, b) in differ.items())
+        raise InitWeightsError(f"--init {model}: its model is not the one this run trains ({listing}); "
+                         "choose the --preset and --variant it was trained with")
+    entry = {"model": str(model), "step": loaded["training"].get("step"),
+             "weights_sha256": hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()}
+    return loaded["model"].state_dict(), entry
+
+
 def branch_path(run: Path, budget: int) -> Path:
     """Where a ``wsd`` run keeps the checkpoint that budget ``budget`` branches from."""
     return run / f"branch-{budget}.ckpt"
@@ -342,6 +378,7 @@ def pretrain(
     strategy: str = "auto",
     progress: bool = True,
     probe: Probe | None = None,
+    init: str | os.PathLike | None = None,
 ) -> Path:
     """Pretrain (or, with ``resume``, continue) a run in ``out``; return the path of ``last.ckpt``.
 
@@ -359,6 +396,8 @@ def pretrain(
             :func:`mt2.evaluation.model_metrics.online_probe`), whose ``score`` chooses
             ``best.ckpt``; without one (or without labelled clips in ``data``) the run skips the
             probes with a logged note and keeps the lowest running mean of the loss as ``best.ckpt``.
+        init: a new run only: start from this exported model's weights (:func:`initial_weights`),
+            recorded in ``config.yaml``'s ``run.init``.
     """
     out = Path(out)
     last = out / f"{LAST}.ckpt"
@@ -366,6 +405,9 @@ def pretrain(
         raise FileNotFoundError(f"--resume: {last} does not exist (nothing to resume in {out})")
     if not resume and last.exists():
         raise FileExistsError(f"{out} already holds a run ({last}): pass --resume to continue it, or choose another --out")
+    if resume and init is not None:
+        raise InitWeightsError(f"--init {init}: a resumed run continues its own weights ({last}); start a new --out to initialise from a model")
+    initial_state, init_entry = initial_weights(init, config) if init is not None else (None, None)
     out.mkdir(parents=True, exist_ok=True)
     datamodule = MT2DataModule(data, cache_dir or out / "cache", config)
     data_hash = datamodule.source.fingerprint()
@@ -374,6 +416,8 @@ def pretrain(
         log.warning("the data differ from the run's original data (hash %s, was %s)", data_hash, previous_record["data_hash"])
     record = {**previous_record, "mt2_version": mt2.__version__, "data": str(data), "data_kind": datamodule.source.kind,
               "data_hash": data_hash}
+    if init_entry is not None:
+        record["init"] = init_entry
 
     probes, note = probe_callback(probe, datamodule.source, config)
     callbacks: list[L.Callback] = [RunRecord(out, config, record), BranchPoints(out, config)]
@@ -415,6 +459,8 @@ def pretrain(
     )
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = MT2Module(config.to_dict())
+    if initial_state is not None:
+        module.model.load_state_dict(initial_state)
     if module.model.masked_prediction is not None:  # fitted before training, reused on resume
         module.model.masked_prediction.set_codebook(run_codebook(out / CODEBOOK_FILE, datamodule.source, config))
     trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
