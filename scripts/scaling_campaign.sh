@@ -60,7 +60,10 @@ case $action in
     fi
     start=$(date +%s)
     $MT2 pretrain --branch $run --budget "$budget" --out "$out" --cache-dir $cache --threads "$THREADS" --no-progress
-    $MT2 export "$out/last.ckpt" runs/scaling/models/$name-b$budget --mode-probe data/medium
+    # the mode probe reads the equivariant token: mt2 and the equivariant variant have one
+    probe=(--mode-probe data/medium)
+    [ "$VARIANT" = mt2 ] || [ "$VARIANT" = equivariant ] || probe=()
+    $MT2 export "$out/last.ckpt" runs/scaling/models/$name-b$budget "${probe[@]}"
     printf 'branch\t%s\t%s\t%s\t%s\n' "$name" "$budget" "$start" "$(date +%s)" >> $run/pieces.tsv
     ;;
   measure)
