@@ -139,3 +139,15 @@ def test_claims_are_decided_per_task_from_paired_intervals_and_wait_for_missing_
     assert variant["status"] == "undecided"  # held on 1 of 3 counted tasks; the cross-font reversal is listed, not counted
     assert claims["MT2 beats the classical DSP baselines (sanity check)"]["status"] == "not held"  # reversed on its one task
     assert claims["MT2 beats its contrastive-only variant"]["status"] == "not tested"
+
+
+def test_a_variant_given_as_a_folder_is_found_by_its_kind_and_tokens():
+    from mt2.bench.claims import CLAIMS
+
+    masked = next(c.b for c in CLAIMS if "masked variant" in c.text)
+    folder = {"label": "runs/scaling/models/s0-masked-b6000", "kind": "pretrained", "roles": ["masked"], "status": "ok"}
+    shipped = {**folder, "label": "masked"}
+    assert masked.find([folder])["label"] == folder["label"]
+    assert masked.find([folder, shipped])["label"] == "masked"  # the name wins over a folder of the same kind
+    assert masked.find([{**folder, "roles": ["contrastive"]}]) is None
+    assert masked.find([{**folder, "status": "missing"}]) is None

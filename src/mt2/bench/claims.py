@@ -81,7 +81,7 @@ CLAIMS = (
     Claim("MT2 read as its concatenated tokens beats its contrastive-only variant",
           Side("mt2", "pretrained", MT2_ROLES, "concat"), Side("contrastive", "pretrained", ("contrastive",)), ("clip",)),
     # the masked variant's class token is read by no loss: its own embedding is the mean of its frame tokens
-    Claim("MT2 beats the MERT-style masked variant", MT2, Side("masked", readout="frames")),
+    Claim("MT2 beats the MERT-style masked variant", MT2, Side("masked", "pretrained", ("masked",), readout="frames")),
     Claim("MT2 beats MERT (a larger model)", MT2, Side("mert", "external")),
     Claim("training beats random weights (sanity check)", MT2, Side("random:mt2", "random", MT2_ROLES)),
     Claim("MT2 beats the classical DSP baselines (sanity check)", MT2, Side(BASELINE)),
