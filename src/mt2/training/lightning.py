@@ -251,7 +251,7 @@ def initial_weights(model: str | os.PathLike, config: PretrainConfig) -> tuple[d
     if differ:
         listing = ", ".join(f"{k}: {a} in the folder, {b} in the run" for k, (a, b) in differ.items())
         raise InitWeightsError(f"--init {model}: its model is not the one this run trains ({listing}); "
-                         "choose the --preset and --variant it was trained with")
+                               "choose the --preset and --variant it was trained with")
     entry = {"model": str(model), "step": loaded["training"].get("step"),
              "weights_sha256": hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()}
     return loaded["model"].state_dict(), entry
